@@ -1,0 +1,192 @@
+"""The ``milp`` command line. Each command is a thin layer over the package's functions.
+
+A user mistake (:class:`~milp.errors.InputError`) prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from milp import feasibility as fz
+from milp.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _emit_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.6g}" if math.isfinite(x) else str(x)
+    return str(x)
+
+
+# ---- check ----------------------------------------------------------------------------------
+
+@app.command()
+def check(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+          as_json: JsonFlag = False) -> None:
+    """Validate an instance folder and print a short summary."""
+    from milp.instance import describe, load_instance
+
+    facts = describe(load_instance(directory))
+    if as_json:
+        _emit_json(facts)
+        return
+    c = facts["jobs_per_class"]
+    lines = [
+        f"instance   {facts['name']}: valid",
+        f"horizon    {facts['slots']} slots of {facts['slot_minutes']:g} min from "
+        f"{facts['start']}",
+        f"sites      {facts['sites']} with {facts['gpus']} GPUs",
+        f"jobs       {facts['jobs']} (class A {c['A']}, B {c['B']}, C {c['C']}), "
+        f"{facts['work_h']:.6g} GPU-h of work",
+        f"energy     renewable {facts['renewable_energy_kwh']:.6g} kWh, "
+        f"job demand {facts['demand_energy_kwh']:.6g} kWh, idle {facts['idle_energy_kwh']:.6g}"
+        f" kWh",
+        f"links      {facts['links']} directed, Gbps min/median/max "
+        f"{_fmt(facts['link_gbps_min'])}/{_fmt(facts['link_gbps_median'])}/"
+        f"{_fmt(facts['link_gbps_max'])}",
+        f"windows    {facts['windows']} renewable windows, hours mean/median/min/max "
+        f"{_fmt(facts['window_h_mean'])}/{_fmt(facts['window_h_median'])}/"
+        f"{_fmt(facts['window_h_min'])}/{_fmt(facts['window_h_max'])} "
+        f"(study: 2.5-9.5 h)",
+    ]
+    typer.echo("\n".join(lines))
+
+
+# ---- feasibility ----------------------------------------------------------------------------
+
+@app.command()
+def feasibility(
+    checkpoint_gb: Annotated[float, typer.Option(help="Checkpoint size (GB).", min=0)],
+    bandwidth_gbps: Annotated[float, typer.Option(help="WAN bandwidth (Gbps).", min=0)],
+    window_h: Annotated[float, typer.Option(help="Renewable window left at the destination "
+                                            "(hours).", min=0)] = fz.STUDY_WINDOWS_H[0],
+    alpha: Annotated[float, typer.Option(help="Share of the window a move may take.",
+                                         min=0, max=1)] = fz.ALPHA,
+    load_time_s: Annotated[float, typer.Option(help="Checkpoint load time (s).", min=0)]
+    = fz.LOAD_TIME_S,
+    downtime_s: Annotated[float, typer.Option(help="Stop-and-copy downtime (s).", min=0)]
+    = fz.DOWNTIME_S,
+    transfer_kw: Annotated[float, typer.Option(help="Power while transferring (kW).", min=0)]
+    = fz.TRANSFER_KW,
+    compute_kw: Annotated[float, typer.Option(help="Power while computing (kW).", min=0)]
+    = fz.COMPUTE_KW,
+    as_json: JsonFlag = False,
+) -> None:
+    """Transfer, disruption and breakeven of one migration, its class, and whether it fits."""
+    if compute_kw <= 0:
+        raise InputError("--compute-kw", "must be > 0")
+    r = fz.assess(checkpoint_gb, bandwidth_gbps, window_h, alpha=alpha, load_time_s=load_time_s,
+                  downtime_s=downtime_s, transfer_kw=transfer_kw, compute_kw=compute_kw)
+    facts = {"transfer_s": r.transfer_s, "disruption_s": r.disruption_s,
+             "breakeven_s": r.breakeven_s, "class": r.workload_class, "feasible": r.feasible,
+             "budget_s": r.budget_s, "window_h": r.window_h, "alpha": r.alpha,
+             "max_checkpoint_gb": r.max_checkpoint_gb}
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    verdict = "feasible" if r.feasible else "NOT feasible"
+    typer.echo("\n".join([
+        f"checkpoint {checkpoint_gb:g} GB (class {r.workload_class}) over {bandwidth_gbps:g} Gbps",
+        f"transfer_s        {r.transfer_s:.6g}",
+        f"disruption_s      {r.disruption_s:.6g}  (transfer + load {load_time_s:g} s + downtime "
+        f"{downtime_s:g} s)",
+        f"breakeven_s       {r.breakeven_s:.6g}  ({r.breakeven_s / 60:.3g} min)",
+        f"class             {r.workload_class}",
+        f"feasible          {r.feasible}  ({verdict}: budget {alpha:g} x {window_h:g} h = "
+        f"{r.budget_s:.6g} s)",
+        f"max_checkpoint_gb {r.max_checkpoint_gb:.6g}  (largest feasible at this bandwidth)",
+    ]))
+
+
+@app.command("phase-diagram")
+def phase_diagram(
+    out: Annotated[Path, typer.Option(help="PNG file to write; the grid goes beside it as CSV.")],
+    window_h: Annotated[Optional[list[float]], typer.Option(
+        help="Window length(s) in hours; repeat for a range (feasible for the shortest, "
+             "marginal for the longest).")] = None,
+    alpha: Annotated[float, typer.Option(min=0, max=1)] = fz.ALPHA,
+    load_time_s: Annotated[float, typer.Option(min=0)] = fz.LOAD_TIME_S,
+    downtime_s: Annotated[float, typer.Option(min=0)] = fz.DOWNTIME_S,
+    min_gb: Annotated[float, typer.Option(help="Smallest checkpoint (GB).", min=0.001)] = 1.0,
+    max_gb: Annotated[float, typer.Option(help="Largest checkpoint (GB).")] = 1000.0,
+    min_gbps: Annotated[float, typer.Option(help="Slowest link (Gbps).", min=0.001)] = 0.1,
+    max_gbps: Annotated[float, typer.Option(help="Fastest link (Gbps).")] = 100.0,
+    points: Annotated[int, typer.Option(help="Grid points per axis.", min=2, max=2000)] = 120,
+) -> None:
+    """Write the phase diagram (checkpoint size × bandwidth) as PNG and its grid as CSV."""
+    from milp.figures import phase_diagram_png
+    from milp.files import write_atomic
+
+    windows = tuple(window_h) if window_h else fz.STUDY_WINDOWS_H
+    if min(windows) <= 0:
+        raise InputError("--window-h", "must be > 0")
+    if max_gb <= min_gb or max_gbps <= min_gbps:
+        raise InputError("--max-gb/--max-gbps", "each maximum must exceed its minimum")
+    grid = fz.phase_diagram(np.geomspace(min_gb, max_gb, points),
+                            np.geomspace(min_gbps, max_gbps, points), windows, alpha=alpha,
+                            load_time_s=load_time_s, downtime_s=downtime_s)
+    csv_path = out.with_suffix(".csv")
+    write_atomic(csv_path, grid.to_csv(index=False))
+    phase_diagram_png(grid, windows, out, alpha=alpha, load_time_s=load_time_s,
+                      downtime_s=downtime_s)
+    counts = grid["region"].value_counts()
+    typer.echo(f"wrote {out} and {csv_path}: " + ", ".join(
+        f"{counts.get(r, 0)} {r}" for r in ("feasible", "marginal", "infeasible")))
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+
+@app.command()
+def evaluate(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+             plan: Annotated[Path, typer.Argument(help="plan.json to score.")],
+             as_json: JsonFlag = False) -> None:
+    """Check a plan's physics and print every metric. Exit 0 when valid, 1 when not."""
+    from milp.evaluate import evaluate as run_evaluator
+    from milp.instance import load_instance
+    from milp.plan import Plan
+
+    inst = load_instance(directory)
+    result = run_evaluator(inst, Plan.load(plan))
+    metrics = result.metrics()
+    if as_json:
+        _emit_json(metrics)
+    else:
+        width = max(map(len, metrics))
+        for key, value in metrics.items():
+            if key != "violations":
+                typer.echo(f"{key:<{width}}  {_fmt(value)}")
+        for line in result.violations:
+            typer.echo(f"violation: {line}")
+    raise typer.Exit(0 if result.valid else 1)
+
+
+def main() -> None:
+    """Console entry point: run the app; a user mistake is one line on stderr and exit 2."""
+    try:
+        app()
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)

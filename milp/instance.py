@@ -1,0 +1,531 @@
+"""Instance folders: reading, validating and holding one day-ahead planning problem.
+
+A folder holds five files (format in README.md, "Instance format"):
+
+- ``instance.toml`` — name, start (ISO 8601 with UTC offset), slot_minutes, slots,
+  ``[migration]`` (alpha, load_time_s, downtime_s, transfer_kw), ``[defaults]`` (compute_kw,
+  window_threshold_kw);
+- ``sites.csv`` — ``site,gpus`` (+ optional ``idle_kw``, ``compute_kw``);
+- ``renewable.csv`` — ``time,<site>,…``: renewable power (kW) available per site and slot;
+- ``links.csv`` — ``src,dst,gbps``: directed WAN links;
+- ``jobs.csv`` — ``job,origin,release,deadline,work_h,checkpoint_gb`` (+ optional ``compute_kw``).
+
+:func:`load_instance` turns a folder into an immutable :class:`Instance` (numpy arrays inside,
+read-only) or raises :class:`~milp.errors.InputError` naming file, line and field.
+Time is measured in seconds from ``start``; slot ``k`` covers ``[k·slot_s, (k+1)·slot_s)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from milp import feasibility as fz
+from milp.errors import InputError
+
+TOML = "instance.toml"
+SITES = "sites.csv"
+RENEWABLE = "renewable.csv"
+LINKS = "links.csv"
+JOBS = "jobs.csv"
+
+#: Largest number accepted in any numeric field: beyond it, arithmetic would lose meaning.
+HUGE = 1e12
+
+
+@dataclass(frozen=True)
+class MigrationParams:
+    """Migration parameters; defaults are the study's values."""
+
+    alpha: float = fz.ALPHA            #: share of the destination's window a move may take
+    load_time_s: float = fz.LOAD_TIME_S  #: checkpoint load time at the destination (s)
+    downtime_s: float = fz.DOWNTIME_S    #: stop-and-copy pause (s)
+    transfer_kw: float = fz.TRANSFER_KW  #: power drawn at the source while sending (kW)
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One validated planning problem. Arrays are read-only; indices follow ``sites``/``jobs``.
+
+    Sites ``n``, slots ``t`` (``slot_s`` seconds each), jobs ``j``.
+    """
+
+    name: str
+    start: datetime                 #: time of slot 0 (timezone-aware)
+    slot_minutes: float
+    n_slots: int
+    migration: MigrationParams
+    default_compute_kw: float       #: power of one running single-GPU job (kW)
+    window_threshold_kw: float      #: renewable power (kW) from which a slot is in a window
+    sites: tuple[str, ...]
+    gpus: np.ndarray                #: [n] GPUs per site
+    idle_kw: np.ndarray             #: [n] power a site draws whatever it runs (kW)
+    renewable_kw: np.ndarray        #: [n, t] renewable power available (kW)
+    link_gbps: np.ndarray           #: [src, dst] link capacity (Gbps); 0 = no link
+    jobs: tuple[str, ...]
+    origin: np.ndarray              #: [j] site index where the job is at release
+    release_slot: np.ndarray        #: [j] first slot the job may run
+    deadline_slot: np.ndarray       #: [j] work must be done by the start of this slot
+    work_h: np.ndarray              #: [j] GPU hours of compute still needed
+    checkpoint_gb: np.ndarray       #: [j] checkpoint bytes that move with the job (GB)
+    compute_kw: np.ndarray          #: [j, n] power of job j running at site n (kW)
+    extra: Mapping[str, pd.DataFrame] = field(default_factory=dict)  #: ignored extra columns
+
+    # ---- time ---------------------------------------------------------------------------
+    @property
+    def slot_s(self) -> float:
+        return self.slot_minutes * 60.0
+
+    @property
+    def slot_h(self) -> float:
+        return self.slot_minutes / 60.0
+
+    @property
+    def horizon_s(self) -> float:
+        return self.n_slots * self.slot_s
+
+    def time_of(self, seconds: float) -> datetime:
+        """Wall-clock time of an offset in seconds from ``start``."""
+        return self.start + timedelta(seconds=float(seconds))
+
+    def slot_times(self) -> list[datetime]:
+        return [self.time_of(k * self.slot_s) for k in range(self.n_slots)]
+
+    @property
+    def release_s(self) -> np.ndarray:
+        return self.release_slot * self.slot_s
+
+    @property
+    def deadline_s(self) -> np.ndarray:
+        return self.deadline_slot * self.slot_s
+
+    # ---- indices ------------------------------------------------------------------------
+    @property
+    def n_sites(self) -> int:
+        return len(self.sites)
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.jobs)
+
+    @cached_property
+    def site_index_map(self) -> Mapping[str, int]:
+        return MappingProxyType({s: n for n, s in enumerate(self.sites)})
+
+    @cached_property
+    def job_index_map(self) -> Mapping[str, int]:
+        return MappingProxyType({s: j for j, s in enumerate(self.jobs)})
+
+    # ---- derived quantities ---------------------------------------------------------------
+    @property
+    def job_class(self) -> np.ndarray:
+        """[j] the study's workload class 'A'/'B'/'C' of each job's checkpoint."""
+        return fz.workload_class(self.checkpoint_gb)
+
+    def transfer_s(self, j: int, src: int, dst: int) -> float:
+        """Seconds to send job j's checkpoint alone over link src→dst (inf without a link)."""
+        return fz.transfer_s(self.checkpoint_gb[j], self.link_gbps[src, dst])
+
+    def disruption_s(self, j: int, src: int, dst: int) -> float:
+        """Seconds job j stops when moving src→dst alone on the link."""
+        m = self.migration
+        return self.transfer_s(j, src, dst) + m.load_time_s + m.downtime_s
+
+    @cached_property
+    def remaining_window_slots(self) -> np.ndarray:
+        """[n, t] slots from t to the end of site n's renewable window (0 outside a window)."""
+        return _ro(fz.remaining_window_slots(self.renewable_kw, self.window_threshold_kw))
+
+    def remaining_window_s(self, site: int, time_s: float) -> float:
+        """Seconds from ``time_s`` to the end of the window of ``site`` it falls in (0 if none)."""
+        t = int(time_s // self.slot_s)
+        if not 0 <= t < self.n_slots:
+            return 0.0
+        left = int(self.remaining_window_slots[site, t])
+        return max(0.0, (t + left) * self.slot_s - time_s) if left else 0.0
+
+    def windows(self, site: int) -> list[tuple[int, int]]:
+        """Renewable windows ``[first_slot, end_slot)`` of one site."""
+        return fz.windows(self.renewable_kw[site], self.window_threshold_kw)
+
+
+# ============================================================================ loading ======
+
+def load_instance(directory: str | Path) -> Instance:
+    """Read and validate an instance folder; raise :class:`InputError` on the first mistake."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(str(directory), "not a directory")
+    head = _read_toml(d)
+    start, slot_s, n_slots = head["start"], head["slot_minutes"] * 60.0, head["slots"]
+    sites = _read_sites(d, head["defaults"]["compute_kw"])
+    renewable = _read_renewable(d, sites["site"], start, slot_s, n_slots)
+    links = _read_links(d, sites["site"])
+    jobs = _read_jobs(d, sites, start, slot_s, n_slots, head["defaults"]["compute_kw"])
+    return Instance(
+        name=head["name"], start=start, slot_minutes=head["slot_minutes"], n_slots=n_slots,
+        migration=MigrationParams(**head["migration"]),
+        default_compute_kw=head["defaults"]["compute_kw"],
+        window_threshold_kw=head["defaults"]["window_threshold_kw"],
+        sites=tuple(sites["site"]), gpus=_ro(sites["gpus"].astype(int)),
+        idle_kw=_ro(sites["idle_kw"]), renewable_kw=_ro(renewable), link_gbps=_ro(links),
+        jobs=tuple(jobs["job"]), origin=_ro(jobs["origin"]),
+        release_slot=_ro(jobs["release"]), deadline_slot=_ro(jobs["deadline"]),
+        work_h=_ro(jobs["work_h"]), checkpoint_gb=_ro(jobs["checkpoint_gb"]),
+        compute_kw=_ro(jobs["compute_kw"]),
+        extra=MappingProxyType({k: v for k, v in ((SITES, sites["extra"]), (JOBS, jobs["extra"]))
+                                if v is not None}))
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+# ---- instance.toml -----------------------------------------------------------------------
+
+_TOML_KEYS: dict[str, Any] = {
+    "name": None, "description": None, "start": None, "slot_minutes": 15.0, "slots": None,
+    "migration": {"alpha": fz.ALPHA, "load_time_s": fz.LOAD_TIME_S,
+                  "downtime_s": fz.DOWNTIME_S, "transfer_kw": fz.TRANSFER_KW},
+    "defaults": {"compute_kw": fz.COMPUTE_KW, "window_threshold_kw": None},
+}
+
+
+def _read_toml(d: Path) -> dict[str, Any]:
+    path = d / TOML
+    if not path.is_file():
+        raise InputError(TOML, "file is missing")
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(TOML, f"not UTF-8 text (bad byte at offset {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(TOML, f"invalid TOML: {e}") from None
+    _reject_unknown(raw, _TOML_KEYS, "")
+    for key in ("name", "start", "slots"):
+        if key not in raw:
+            raise InputError(TOML, "required key is missing", field=key)
+    name = raw["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(TOML, "must be a non-empty string", field="name")
+    start = _toml_time(raw["start"])
+    slot_minutes = _toml_number(raw, "slot_minutes", 15.0, positive=True)
+    slots = raw["slots"]
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 100_000:
+        raise InputError(TOML, f"must be a whole number of slots from 1 to 100000, got {slots!r}",
+                         field="slots")
+    mig_raw = raw.get("migration", {})
+    migration = {
+        "alpha": _toml_number(mig_raw, "alpha", fz.ALPHA, positive=True, maximum=1.0,
+                              prefix="migration."),
+        "load_time_s": _toml_number(mig_raw, "load_time_s", fz.LOAD_TIME_S, prefix="migration."),
+        "downtime_s": _toml_number(mig_raw, "downtime_s", fz.DOWNTIME_S, prefix="migration."),
+        "transfer_kw": _toml_number(mig_raw, "transfer_kw", fz.TRANSFER_KW, prefix="migration."),
+    }
+    def_raw = raw.get("defaults", {})
+    compute_kw = _toml_number(def_raw, "compute_kw", fz.COMPUTE_KW, positive=True,
+                              prefix="defaults.")
+    threshold = _toml_number(def_raw, "window_threshold_kw", compute_kw, positive=True,
+                             prefix="defaults.")
+    return {"name": name.strip(), "start": start, "slot_minutes": slot_minutes, "slots": slots,
+            "migration": migration,
+            "defaults": {"compute_kw": compute_kw, "window_threshold_kw": threshold}}
+
+
+def _reject_unknown(raw: dict, known: dict, prefix: str) -> None:
+    for key, value in raw.items():
+        if key not in known:
+            raise InputError(TOML, f"unknown key (known: {', '.join(known)})",
+                             field=prefix + key)
+        if isinstance(known[key], dict):
+            if not isinstance(value, dict):
+                raise InputError(TOML, "must be a table", field=prefix + key)
+            _reject_unknown(value, known[key], prefix + key + ".")
+
+
+def _toml_number(raw: dict, key: str, default: float, *, positive: bool = False,
+                 maximum: float = HUGE, prefix: str = "") -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(TOML, f"must be a finite number, got {value!r}", field=prefix + key)
+    if value < 0 or (positive and value == 0):
+        raise InputError(TOML, f"must be {'> 0' if positive else '>= 0'}, got {value!r}",
+                         field=prefix + key)
+    if value > maximum:
+        raise InputError(TOML, f"must be <= {maximum:g}, got {value!r}", field=prefix + key)
+    return float(value)
+
+
+def _toml_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InputError(TOML, f"{value!r} is not an ISO 8601 time", field="start") from None
+    else:
+        raise InputError(TOML, f"must be an ISO 8601 time, got {value!r}", field="start")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise InputError(TOML, f"{value!s} has no UTC offset (e.g. 2024-06-01T00:00:00+00:00)",
+                         field="start")
+    return ts
+
+
+# ---- CSV helpers -------------------------------------------------------------------------
+
+def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = False
+              ) -> pd.DataFrame:
+    """Read a CSV as strings; the frame index is the file line number of each data row.
+
+    A header without rows is an error unless ``may_be_bare``.
+    """
+    path = d / name
+    if not path.is_file():
+        raise InputError(name, "file is missing")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(name, f"not UTF-8 text (bad byte 0x{raw[e.start]:02x})",
+                         line=raw[:e.start].count(b"\n") + 1) from None
+    if not text.strip():
+        raise InputError(name, "file is empty", line=1)
+    header = [c.strip() for c in next(csv.reader(io.StringIO(text)))]
+    for i, col in enumerate(header):
+        if not col:
+            raise InputError(name, f"column {i + 1} has no name", line=1)
+        if header.index(col) != i:
+            raise InputError(name, "duplicate column", line=1, field=col)
+    for col in required:
+        if col not in header:
+            raise InputError(name, "column is missing", line=1, field=col)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
+                         skip_blank_lines=False, header=0, names=header)
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:
+            raise InputError(name, f"{m[3]} fields where the header has {m[1]}",
+                             line=int(m[2])) from None
+        raise InputError(name, f"unreadable CSV ({str(e).strip().splitlines()[-1]})") from None
+    df.index = df.index + 2
+    df = df.apply(lambda col: col.str.strip())
+    df = df[~(df.isna() | (df == "")).all(axis=1)]
+    if df.empty and not may_be_bare:
+        raise InputError(name, "no data rows", line=2)
+    return df
+
+
+def _cells(df: pd.DataFrame, name: str, col: str, *, optional: bool = False) -> pd.Series:
+    """The column's strings; a missing cell is an error unless ``optional`` (then NaN)."""
+    s = df[col]
+    missing = s.isna() | (s == "")
+    if missing.any() and not optional:
+        raise InputError(name, "value is missing", line=int(missing.idxmax()), field=col)
+    return s.where(~missing, np.nan)
+
+
+def _numbers(df: pd.DataFrame, name: str, col: str, *, positive: bool = False,
+             integer: bool = False, optional: bool = False) -> np.ndarray:
+    """Parse a numeric column: finite, >= 0 (or > 0), <= HUGE, whole if ``integer``.
+
+    Optional columns give NaN where a cell is empty.
+    """
+    raw = _cells(df, name, col, optional=optional)
+    given = raw.notna()
+    vals = pd.to_numeric(raw, errors="coerce").astype(float)
+    checks = [
+        (~np.isfinite(vals), "is not a finite number"),
+        (vals < 0, "must be >= 0"),
+        (vals == 0 if positive else vals != vals, "must be > 0"),
+        (vals > HUGE, f"is implausibly large (> {HUGE:g})"),
+        (vals != np.round(vals) if integer else vals != vals, "must be a whole number"),
+    ]
+    for bad, why in checks:
+        bad = bad & given
+        if bad.any():
+            line = int(bad.idxmax())
+            raise InputError(name, f"{raw[line]!r} {why}", line=line, field=col)
+    return vals.to_numpy()
+
+
+def _ids(df: pd.DataFrame, name: str, col: str) -> list[str]:
+    ids = _cells(df, name, col)
+    dup = ids.duplicated()
+    if dup.any():
+        line = int(dup.idxmax())
+        raise InputError(name, f"duplicate id {ids[line]!r}", line=line, field=col)
+    return ids.tolist()
+
+
+def _site_refs(df: pd.DataFrame, name: str, col: str, sites: list[str]) -> np.ndarray:
+    index = {s: i for i, s in enumerate(sites)}
+    refs = _cells(df, name, col)
+    for line, value in refs.items():
+        if value not in index:
+            raise InputError(name, f"unknown site {value!r}", line=int(line), field=col)
+    return refs.map(index).to_numpy(dtype=int)
+
+
+def _time_offsets(df: pd.DataFrame, name: str, col: str, start: datetime, slot_s: float,
+                  n_slots: int, *, optional: bool = False) -> np.ndarray:
+    """Slot index of each ISO time in a column (NaN where empty and ``optional``).
+
+    Times must carry a UTC offset, sit on the slot grid and lie in ``[start, end]``.
+    """
+    cells = _cells(df, name, col, optional=optional)
+    out = np.full(len(cells), np.nan)
+    minutes = slot_s / 60.0
+    for i, (line, value) in enumerate(cells.items()):
+        if not isinstance(value, str):
+            continue
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            raise InputError(name, f"{value!r} is not an ISO 8601 time", line=int(line),
+                             field=col) from None
+        if ts.tzinfo is None or ts.utcoffset() is None:
+            raise InputError(name, f"{value!r} has no UTC offset", line=int(line), field=col)
+        k = (ts - start).total_seconds() / slot_s
+        if abs(k - round(k)) > 1e-9:
+            raise InputError(name, f"{value!r} is not on the {minutes:g}-minute slot grid",
+                             line=int(line), field=col)
+        if not 0 <= round(k) <= n_slots:
+            raise InputError(name, f"{value!r} is outside the horizon", line=int(line),
+                             field=col)
+        out[i] = round(k)
+    return out
+
+
+def _extra(df: pd.DataFrame, known: list[str], id_col: str) -> pd.DataFrame | None:
+    cols = [c for c in df.columns if c not in known]
+    return df.set_index(id_col)[cols] if cols else None
+
+
+# ---- the four tables ---------------------------------------------------------------------
+
+def _read_sites(d: Path, default_kw: float) -> dict[str, Any]:
+    df = _read_csv(d, SITES, ["site", "gpus"])
+    names = _ids(df, SITES, "site")
+    if "time" in names:
+        raise InputError(SITES, "'time' is reserved (renewable.csv's time column)",
+                         line=int(df.index[names.index("time")]), field="site")
+    gpus = _numbers(df, SITES, "gpus", positive=True, integer=True)
+    idle = (_numbers(df, SITES, "idle_kw", optional=True) if "idle_kw" in df
+            else np.full(len(df), np.nan))
+    kw = (_numbers(df, SITES, "compute_kw", positive=True, optional=True) if "compute_kw" in df
+          else np.full(len(df), np.nan))
+    return {"site": names, "gpus": gpus, "idle_kw": np.nan_to_num(idle, nan=0.0),
+            "compute_kw": kw, "extra": _extra(df, ["site", "gpus", "idle_kw", "compute_kw"],
+                                              "site")}
+
+
+def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
+                    n_slots: int) -> np.ndarray:
+    df = _read_csv(d, RENEWABLE, ["time", *sites])
+    slots = _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots)
+    for i, (line, k) in enumerate(zip(df.index, slots)):
+        if k != i:
+            raise InputError(RENEWABLE, f"expected the time of slot {i} "
+                             f"({start + timedelta(seconds=i * slot_s):%Y-%m-%dT%H:%M%z})",
+                             line=int(line), field="time")
+    if len(df) != n_slots:
+        raise InputError(RENEWABLE, f"{len(df)} rows where instance.toml has {n_slots} slots",
+                         line=int(df.index[-1]))
+    return np.vstack([_numbers(df, RENEWABLE, s) for s in sites])
+
+
+def _read_links(d: Path, sites: list[str]) -> np.ndarray:
+    gbps = np.zeros((len(sites), len(sites)))
+    df = _read_csv(d, LINKS, ["src", "dst", "gbps"], may_be_bare=True)
+    src = _site_refs(df, LINKS, "src", sites)
+    dst = _site_refs(df, LINKS, "dst", sites)
+    cap = _numbers(df, LINKS, "gbps", positive=True)
+    for line, a, b, c in zip(df.index, src, dst, cap):
+        if a == b:
+            raise InputError(LINKS, f"link from {sites[a]!r} to itself", line=int(line),
+                             field="dst")
+        if gbps[a, b]:
+            raise InputError(LINKS, f"duplicate link {sites[a]}->{sites[b]}", line=int(line),
+                             field="dst")
+        gbps[a, b] = c
+    return gbps
+
+
+def _read_jobs(d: Path, sites: dict[str, Any], start: datetime, slot_s: float, n_slots: int,
+               default_kw: float) -> dict[str, Any]:
+    known = ["job", "origin", "release", "deadline", "work_h", "checkpoint_gb", "compute_kw"]
+    df = _read_csv(d, JOBS, known[:6])
+    ids = _ids(df, JOBS, "job")
+    origin = _site_refs(df, JOBS, "origin", sites["site"])
+    release = _time_offsets(df, JOBS, "release", start, slot_s, n_slots)
+    deadline = _time_offsets(df, JOBS, "deadline", start, slot_s, n_slots, optional=True)
+    deadline = np.where(np.isnan(deadline), n_slots, deadline)
+    work_h = _numbers(df, JOBS, "work_h", positive=True)
+    ckpt = _numbers(df, JOBS, "checkpoint_gb")
+    job_kw = (_numbers(df, JOBS, "compute_kw", positive=True, optional=True)
+              if "compute_kw" in df else np.full(len(df), np.nan))
+    for line, r, dl, w in zip(df.index, release, deadline, work_h):
+        if r >= n_slots:
+            raise InputError(JOBS, "release is at the end of the horizon", line=int(line),
+                             field="release")
+        if dl <= r:
+            raise InputError(JOBS, "deadline is not after release", line=int(line),
+                             field="deadline")
+        if w * 3600.0 > (dl - r) * slot_s + 1e-6:
+            raise InputError(JOBS, f"{w:g} h of work cannot fit between release and deadline "
+                             f"({(dl - r) * slot_s / 3600:g} h) even alone", line=int(line),
+                             field="work_h")
+    site_kw = np.where(np.isnan(sites["compute_kw"]), default_kw, sites["compute_kw"])
+    compute_kw = np.where(np.isnan(job_kw)[:, None], site_kw[None, :], job_kw[:, None])
+    return {"job": ids, "origin": origin, "release": release.astype(int),
+            "deadline": deadline.astype(int), "work_h": work_h, "checkpoint_gb": ckpt,
+            "compute_kw": compute_kw, "extra": _extra(df, known, "job")}
+
+
+# ============================================================================ summary ======
+
+def describe(inst: Instance) -> dict[str, Any]:
+    """Short facts about an instance (what ``milp check`` prints). Energies in kWh."""
+    classes = inst.job_class
+    lengths_h = [(e - s) * inst.slot_h for n in range(inst.n_sites) for s, e in inst.windows(n)]
+    links = inst.link_gbps[inst.link_gbps > 0]
+    own_kw = inst.compute_kw[np.arange(inst.n_jobs), inst.origin]
+    return {
+        "name": inst.name,
+        "start": inst.start.isoformat(),
+        "slots": inst.n_slots,
+        "slot_minutes": inst.slot_minutes,
+        "sites": inst.n_sites,
+        "gpus": int(inst.gpus.sum()),
+        "jobs": inst.n_jobs,
+        "jobs_per_class": {c: int((classes == c).sum()) for c in "ABC"},
+        "renewable_energy_kwh": float(inst.renewable_kw.sum() * inst.slot_h),
+        "demand_energy_kwh": float((inst.work_h * own_kw).sum()),
+        "idle_energy_kwh": float(inst.idle_kw.sum() * inst.n_slots * inst.slot_h),
+        "work_h": float(inst.work_h.sum()),
+        "links": int(links.size),
+        "link_gbps_min": float(links.min()) if links.size else None,
+        "link_gbps_median": float(np.median(links)) if links.size else None,
+        "link_gbps_max": float(links.max()) if links.size else None,
+        "windows": len(lengths_h),
+        "window_h_mean": float(np.mean(lengths_h)) if lengths_h else None,
+        "window_h_median": float(np.median(lengths_h)) if lengths_h else None,
+        "window_h_min": float(np.min(lengths_h)) if lengths_h else None,
+        "window_h_max": float(np.max(lengths_h)) if lengths_h else None,
+    }

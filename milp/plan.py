@@ -1,0 +1,211 @@
+"""The plan every policy produces: for each job, a chain of runs and migrations.
+
+A :class:`Plan` is what a policy (greedy or MILP) hands to the evaluator and to exporters. It says
+nothing about metrics: those come from :func:`milp.evaluate.evaluate` only.
+
+Times are seconds from the instance start. Between two steps a job waits where it is; before its
+first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v1.schema.json``;
+``schedule.csv`` is a derived, per-slot view (one row per job × slot).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import jsonschema
+import numpy as np
+import pandas as pd
+
+from milp.errors import InputError
+from milp.files import write_atomic
+
+SCHEMA_NAME = "milp-plan"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """The job computes on one GPU of ``site`` during ``[start_s, end_s)`` (seconds)."""
+
+    site: str
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The job stops at ``start_s`` and moves ``src``→``dst``.
+
+    Its checkpoint (GB) is in flight during ``[start_s, start_s + transfer_s)``; the job can run
+    at ``dst`` from ``start_s + disruption_s`` (transfer + load + downtime, seconds).
+    """
+
+    src: str
+    dst: str
+    start_s: float
+    checkpoint_gb: float
+    transfer_s: float
+    disruption_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.disruption_s
+
+
+Step = Union[Run, Migration]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: str
+    steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole plan: which instance it is for, which policy made it, and one chain per job."""
+
+    instance: str
+    start: str                         #: ISO 8601 time of second 0
+    slot_minutes: float
+    policy: str
+    jobs: tuple[JobPlan, ...]
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def job(self, job_id: str) -> JobPlan | None:
+        return next((jp for jp in self.jobs if jp.job == job_id), None)
+
+    # ---- JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "instance": self.instance,
+            "start": self.start, "slot_minutes": self.slot_minutes, "policy": self.policy,
+            "info": dict(self.info),
+            "jobs": [{"job": jp.job, "steps": [_step_dict(s) for s in jp.steps]}
+                     for jp in self.jobs],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "plan.json") -> "Plan":
+        """Build a plan from parsed JSON, refusing anything the schema does not allow."""
+        if isinstance(data, dict) and data.get("schema") == SCHEMA_NAME:
+            version = data.get("version")
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                raise InputError(source, f"plan schema version {version} is newer than this milp "
+                                 f"reads ({SCHEMA_VERSION}); upgrade milp", field="version")
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+        if error is not None:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            raise InputError(source, error.message, field=where.lstrip(".") or None)
+        return cls(
+            instance=data["instance"], start=data["start"], slot_minutes=data["slot_minutes"],
+            policy=data["policy"], info=data.get("info", {}),
+            jobs=tuple(JobPlan(jp["job"], tuple(_step(s) for s in jp["steps"]))
+                       for jp in data["jobs"]))
+
+    def save(self, path: str | Path) -> Path:
+        return write_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(str(path), "file is missing")
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(str(path), "not UTF-8 text") from None
+        except json.JSONDecodeError as e:
+            raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
+        return cls.from_dict(data, str(path))
+
+
+def _step_dict(step: Step) -> dict[str, Any]:
+    if isinstance(step, Run):
+        return {"kind": "run", "site": step.site, "start_s": step.start_s, "end_s": step.end_s}
+    return {"kind": "migration", "src": step.src, "dst": step.dst, "start_s": step.start_s,
+            "checkpoint_gb": step.checkpoint_gb, "transfer_s": step.transfer_s,
+            "disruption_s": step.disruption_s}
+
+
+def _step(d: dict[str, Any]) -> Step:
+    if d["kind"] == "run":
+        return Run(d["site"], d["start_s"], d["end_s"])
+    return Migration(d["src"], d["dst"], d["start_s"], d["checkpoint_gb"], d["transfer_s"],
+                     d["disruption_s"])
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of plan.json (version :data:`SCHEMA_VERSION`)."""
+    text = resources.files("milp").joinpath(f"schemas/plan-v{SCHEMA_VERSION}.schema.json")
+    return json.loads(text.read_text(encoding="utf-8"))
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+# ---- schedule.csv ------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = ["job", "slot", "time", "site", "state", "run_s", "migration_s"]
+
+
+def schedule_frame(plan: Plan, inst) -> pd.DataFrame:
+    """One row per job × slot: where the job is at the slot's end and what it does in the slot.
+
+    ``state`` is ``pending`` (before release), ``migrating`` (a migration overlaps the slot),
+    ``running`` (it runs in the slot), ``waiting`` (released, more steps to come) or ``ended``
+    (after its last step). ``run_s`` / ``migration_s``: seconds of the slot spent on each.
+    Jobs of the instance missing from the plan appear as never run.
+    """
+    bounds = np.arange(inst.n_slots + 1) * inst.slot_s
+    times = [t.isoformat() for t in inst.slot_times()]
+    frames = []
+    for j, job in enumerate(inst.jobs):
+        jp = plan.job(job)
+        steps = jp.steps if jp else ()
+        run_s = np.zeros(inst.n_slots)
+        mig_s = np.zeros(inst.n_slots)
+        site_change = []  # (time the job is at dst, dst)
+        for s in steps:
+            end = s.end_s
+            overlap = np.clip(np.minimum(bounds[1:], end) - np.maximum(bounds[:-1], s.start_s),
+                              0, None)
+            if isinstance(s, Run):
+                run_s += overlap
+            else:
+                mig_s += overlap
+                site_change.append((s.start_s, s.dst))
+        last = max((s.end_s for s in steps), default=np.inf)
+        site = []
+        for k in range(inst.n_slots):
+            here = inst.sites[inst.origin[j]]
+            for t0, dst in site_change:
+                if t0 < bounds[k + 1]:
+                    here = dst
+            site.append(here)
+        state = np.where(mig_s > 0, "migrating", np.where(run_s > 0, "running", "waiting"))
+        state = np.where(bounds[:-1] >= last, "ended", state)
+        state = np.where(bounds[1:] <= inst.release_s[j], "pending", state)
+        frames.append(pd.DataFrame({
+            "job": job, "slot": np.arange(inst.n_slots), "time": times, "site": site,
+            "state": state, "run_s": np.round(run_s, 6), "migration_s": np.round(mig_s, 6)}))
+    return pd.concat(frames, ignore_index=True)[SCHEDULE_COLUMNS]
+
+
+def save_schedule(plan: Plan, inst, path: str | Path) -> Path:
+    return write_atomic(path, schedule_frame(plan, inst).to_csv(index=False))

@@ -1,0 +1,61 @@
+"""Shared test helpers: write small instance folders from Python literals."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "instances" / "tiny-3site"
+START = "2024-06-01T00:00:00+00:00"
+
+
+def iso(hours: float, start: str = START) -> str:
+    """ISO time ``hours`` after ``start``."""
+    return (datetime.fromisoformat(start) + timedelta(hours=hours)).isoformat()
+
+
+def write_instance(directory: Path, *, sites: dict[str, int], renewable: dict[str, list[float]],
+                   jobs: list[dict], links: list[tuple[str, str, float]] = (),
+                   slots: int | None = None, slot_minutes: float = 15, toml_extra: str = "",
+                   name: str = "test", idle_kw: dict[str, float] | None = None) -> Path:
+    """Write an instance folder. ``jobs`` rows: job, origin, release_h, work_h, checkpoint_gb
+    and optionally deadline_h (hours from start) and compute_kw."""
+    directory.mkdir(parents=True, exist_ok=True)
+    slots = slots or len(next(iter(renewable.values())))
+    (directory / "instance.toml").write_text(
+        f'name = "{name}"\nstart = "{START}"\nslot_minutes = {slot_minutes}\nslots = {slots}\n'
+        + toml_extra)
+    idle = idle_kw or {}
+    (directory / "sites.csv").write_text(
+        "site,gpus,idle_kw\n" + "".join(f"{s},{g},{idle.get(s, 0)}\n" for s, g in sites.items()))
+    names = list(sites)
+    rows = [",".join(["time", *names])]
+    for k in range(slots):
+        rows.append(",".join([iso(k * slot_minutes / 60), *(f"{renewable[s][k]:g}" for s in names)]))
+    (directory / "renewable.csv").write_text("\n".join(rows) + "\n")
+    (directory / "links.csv").write_text(
+        "src,dst,gbps\n" + "".join(f"{a},{b},{g}\n" for a, b, g in links))
+    has_kw = any("compute_kw" in j for j in jobs)
+    head = "job,origin,release,deadline,work_h,checkpoint_gb" + (",compute_kw" if has_kw else "")
+    lines = [head]
+    for j in jobs:
+        deadline = iso(j["deadline_h"]) if j.get("deadline_h") is not None else ""
+        row = [j["job"], j["origin"], iso(j["release_h"]), deadline, f"{j['work_h']:g}",
+               f"{j['checkpoint_gb']:g}"]
+        if has_kw:
+            row.append(f"{j['compute_kw']:g}" if "compute_kw" in j else "")
+        lines.append(",".join(row))
+    (directory / "jobs.csv").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+@pytest.fixture
+def tiny_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped tiny-3site instance."""
+    import shutil
+    dst = tmp_path / "tiny"
+    shutil.copytree(TINY, dst)
+    return dst
