@@ -107,7 +107,7 @@ class Plan:
                                  f"reads ({SCHEMA_VERSION}); upgrade milp", field="version")
         error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
         if error is not None:
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise InputError(source, error.message, field=where.lstrip(".") or None)
         return cls(
             instance=data["instance"], start=data["start"], slot_minutes=data["slot_minutes"],

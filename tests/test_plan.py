@@ -1,0 +1,97 @@
+"""Plan files: plan.json round trip, schema checks, schedule.csv."""
+
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from milp.errors import InputError
+from milp.instance import load_instance
+from milp.plan import SCHEDULE_COLUMNS, JobPlan, Migration, Plan, Run, schedule_frame, schema
+from tests.conftest import TINY
+
+H = 3600.0
+secs = st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
+names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=8)
+runs = st.builds(Run, names, secs, secs)
+migrations = st.builds(Migration, names, names, secs, secs, secs, secs)
+plans = st.builds(
+    Plan, names, st.just("2024-06-01T00:00:00+00:00"), st.sampled_from([5, 15, 60, 7.5]), names,
+    st.lists(st.builds(JobPlan, names, st.lists(runs | migrations, max_size=4).map(tuple)),
+             max_size=4).map(tuple),
+    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
+
+
+@given(plans)
+def test_load_of_save_is_identity(p):
+    assert Plan.from_dict(json.loads(p.to_json())) == p
+
+
+def test_save_and_load_files(tmp_path):
+    p = Plan("x", "2024-06-01T00:00:00+00:00", 15, "hand",
+             (JobPlan("j", (Run("a", 0, 0.1 + 0.2), Migration("a", "b", 1 / 3, 5, 4, 14.4))),))
+    path = p.save(tmp_path / "plan.json")
+    assert Plan.load(path) == p
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda d: d.pop("jobs"), None),
+    (lambda d: d.update(version=0), "version"),
+    (lambda d: d["jobs"][0]["steps"][0].update(kind="teleport"), "jobs[0].steps[0]"),
+    (lambda d: d["jobs"][0]["steps"][0].update(start_s=-1), "jobs[0].steps[0]"),
+    (lambda d: d["jobs"][0].update(extra=1), "jobs[0]"),
+])
+def test_schema_violations_are_input_errors(mutate, field):
+    d = Plan("x", "2024-06-01T00:00:00+00:00", 15, "p",
+             (JobPlan("j", (Run("a", 0, 10),)),)).to_dict()
+    mutate(d)
+    with pytest.raises(InputError) as e:
+        Plan.from_dict(d, "p.json")
+    assert e.value.file == "p.json" and (e.value.field or "").startswith(field or "")
+    assert (e.value.field is None) == (field is None)
+
+
+def test_newer_schema_version_is_refused_clearly():
+    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": 2}
+    with pytest.raises(InputError, match="newer than this milp reads"):
+        Plan.from_dict(d)
+
+
+def test_bad_json_names_the_line(tmp_path):
+    (tmp_path / "p.json").write_text('{\n "schema": \n}')
+    with pytest.raises(InputError) as e:
+        Plan.load(tmp_path / "p.json")
+    assert e.value.line == 3 and "invalid JSON" in str(e.value)
+
+
+def test_schema_documents_every_field():
+    s = schema()
+    fields = [*s["properties"].items(), *s["$defs"]["run"]["properties"].items(),
+              *s["$defs"]["migration"]["properties"].items()]
+    assert len(fields) == 8 + 4 + 7
+    assert [k for k, v in fields if not v.get("description")] == []
+
+
+def test_schedule_rows_and_states():
+    inst = load_instance(TINY)
+    j = inst.job_index_map["j04"]  # wind, released 00:00
+    p = Plan(inst.name, inst.start.isoformat(), 15, "hand", (JobPlan("j04", (
+        Run("wind", 0, 1800), Migration("wind", "solar", 1800, 2, 1.6, 12.0),
+        Run("solar", 1812, 1812 + 2 * H))),))
+    df = schedule_frame(p, inst)
+    assert list(df.columns) == SCHEDULE_COLUMNS
+    assert len(df) == inst.n_jobs * inst.n_slots
+    mine = df[df.job == "j04"].set_index("slot")
+    assert mine.loc[0, ["site", "state", "run_s"]].tolist() == ["wind", "running", 900.0]
+    assert mine.loc[2, ["site", "state", "run_s", "migration_s"]].tolist() == \
+        ["solar", "migrating", 900 - 12.0, 12.0]
+    last = int((1812 + 2 * H) // 900)
+    assert mine.loc[last, "state"] == "running" and mine.loc[last + 1, "state"] == "ended"
+    assert mine["run_s"].sum() == pytest.approx(1800 + 2 * H)
+    other = df[df.job == "j02"].set_index("slot")  # released 06:00, not in the plan
+    assert other.loc[23, "state"] == "pending" and other.loc[24, "state"] == "waiting"
+    assert (other["site"] == "city").all()
+    assert j == 3
