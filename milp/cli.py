@@ -170,16 +170,63 @@ def evaluate(directory: Annotated[Path, typer.Argument(help="Instance folder.")]
 
     inst = load_instance(directory)
     result = run_evaluator(inst, Plan.load(plan))
-    metrics = result.metrics()
     if as_json:
-        _emit_json(metrics)
+        _emit_json(result.metrics())
     else:
-        width = max(map(len, metrics))
-        for key, value in metrics.items():
-            if key != "violations":
-                typer.echo(f"{key:<{width}}  {_fmt(value)}")
-        for line in result.violations:
-            typer.echo(f"violation: {line}")
+        _print_metrics(result.metrics())
+    raise typer.Exit(0 if result.valid else 1)
+
+
+def _print_metrics(metrics: dict, head: dict | None = None) -> None:
+    """One screen: optional header facts, every metric, then the violations one per line."""
+    rows = {**(head or {}), **{k: v for k, v in metrics.items() if k != "violations"}}
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        typer.echo(f"{key:<{width}}  {_fmt(value)}")
+    for line in metrics["violations"]:
+        typer.echo(f"violation: {line}")
+
+
+# ---- plan -----------------------------------------------------------------------------------
+
+@app.command("plan")
+def plan_cmd(
+    directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json.")],
+    policy: Annotated[str, typer.Option(help="static, wait-awhile, energy-only or "
+                                        "feasibility-aware.")] = "feasibility-aware",
+    quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
+) -> None:
+    """Make a day-ahead plan with one policy, score it with the evaluator, write its files."""
+    import time
+
+    from rich.progress import Progress
+
+    from milp.evaluate import evaluate as run_evaluator
+    from milp.instance import load_instance
+    from milp.plan import save_schedule
+    from milp.policies import POLICIES
+    from milp.files import write_atomic
+
+    if policy not in POLICIES:
+        raise InputError("--policy", f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+    inst = load_instance(directory)
+    with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"{policy} on {inst.name}", total=None)
+        started = time.perf_counter()
+        plan = POLICIES[policy](inst, lambda done, total: bar.update(task, completed=done,
+                                                                      total=total))
+        wall_s = time.perf_counter() - started
+    result = run_evaluator(inst, plan)
+    summary = {"instance": inst.name, "policy": policy, "wall_s": wall_s, **result.metrics()}
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(out / "plan.json")
+    save_schedule(plan, inst, out / "schedule.csv")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    if not quiet:
+        _print_metrics(result.metrics(), {"instance": inst.name, "policy": policy,
+                                          "wall_s": round(wall_s, 3)})
+        typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)
 
 
