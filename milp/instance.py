@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -260,6 +259,8 @@ def _reject_unknown(raw: dict, known: dict, prefix: str) -> None:
 def _toml_number(raw: dict, key: str, default: float, *, positive: bool = False,
                  maximum: float = HUGE, prefix: str = "") -> float:
     value = raw.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > HUGE:
+        raise InputError(TOML, f"is implausibly large (> {HUGE:g})", field=prefix + key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(TOML, f"must be a finite number, got {value!r}", field=prefix + key)
     if value < 0 or (positive and value == 0):
@@ -305,7 +306,8 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
                          line=raw[:e.start].count(b"\n") + 1) from None
     if not text.strip():
         raise InputError(name, "file is empty", line=1)
-    header = [c.strip() for c in next(csv.reader(io.StringIO(text)))]
+    records = _records(name, text)
+    header = [c.strip() for c in records[0][1]]
     for i, col in enumerate(header):
         if not col:
             raise InputError(name, f"column {i + 1} has no name", line=1)
@@ -314,21 +316,32 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
     for col in required:
         if col not in header:
             raise InputError(name, "column is missing", line=1, field=col)
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                         skip_blank_lines=False, header=0, names=header)
-    except pd.errors.ParserError as e:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m:
-            raise InputError(name, f"{m[3]} fields where the header has {m[1]}",
-                             line=int(m[2])) from None
-        raise InputError(name, f"unreadable CSV ({str(e).strip().splitlines()[-1]})") from None
-    df.index = df.index + 2
-    df = df.apply(lambda col: col.str.strip())
-    df = df[~(df.isna() | (df == "")).all(axis=1)]
+    lines, rows = [], []
+    for line, row in records[1:]:
+        if not row:
+            continue  # a blank line
+        if len(row) > len(header):
+            raise InputError(name, f"{len(row)} fields where the header has {len(header)}",
+                             line=line)
+        lines.append(line)
+        rows.append([c.strip() for c in row] + [None] * (len(header) - len(row)))
+    df = pd.DataFrame(rows, columns=header, index=lines, dtype=object)
     if df.empty and not may_be_bare:
         raise InputError(name, "no data rows", line=2)
     return df
+
+
+def _records(name: str, text: str) -> list[tuple[int, list[str]]]:
+    """Tokenise CSV text into (first line number, fields) records; blank lines give []."""
+    reader = csv.reader(io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n")))
+    records, line = [], 1
+    try:
+        for row in reader:
+            records.append((line, row))
+            line = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(name, f"unreadable CSV ({e})", line=line) from None
+    return records
 
 
 def _cells(df: pd.DataFrame, name: str, col: str, *, optional: bool = False) -> pd.Series:

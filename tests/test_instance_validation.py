@@ -398,8 +398,8 @@ CASES = [
      replace_all("job,origin,release,deadline,work_h,checkpoint_gb\n"), JOBS, 2, None,
      "no data rows"),
     ("jobs-header-and-blank-lines", JOBS,
-     replace_all("job,origin,release,deadline,work_h,checkpoint_gb\n\n,,,,,\n"), JOBS, 2,
-     None, "no data rows"),
+     replace_all("job,origin,release,deadline,work_h,checkpoint_gb\n\n,,,,,\n"), JOBS, 3,
+     "job", "value is missing"),  # a row of bare commas is a row, not a blank line
     ("jobs-truncated-row", JOBS, sub(f"j03,city,{at('08:00')},,6,150", f"j03,city,{at('08:00')}"),
      JOBS, 4, "work_h", "value is missing"),
     ("jobs-truncated-to-id", JOBS, sub(f"j03,city,{at('08:00')},,6,150", "j03,city"),
@@ -428,11 +428,8 @@ def test_bad_input_names_file_line_field(tiny_copy, name, edit, file, line, fiel
     assert (f"field '{field}'" in text) == (field is not None)
 
 
-# Known bugs in milp/instance.py (left unfixed on purpose): these must start passing when fixed.
+# Once bugs: an extra field on the first data row; a TOML integer beyond float range.
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG: extra field on the FIRST data row makes pandas use the first "
-                          "column as index, then `df.index + 2` raises TypeError")
 def test_too_many_fields_on_first_data_row(tiny_copy):
     apply_edit(tiny_copy, JOBS, sub(",,4,5\n", ",,4,5,x\n"))
     e = load_error(tiny_copy)
@@ -440,9 +437,6 @@ def test_too_many_fields_on_first_data_row(tiny_copy):
     assert "7 fields where the header has 6" in e.message
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="BUG: a TOML integer beyond float range makes math.isfinite raise "
-                          "OverflowError in _toml_number")
 def test_toml_integer_beyond_float_range(tiny_copy):
     apply_edit(tiny_copy, TOML, sub("load_time_s = 10", "load_time_s = 1" + "0" * 400))
     e = load_error(tiny_copy)
@@ -578,3 +572,16 @@ def test_cli_check_json():
     assert facts["renewable_energy_kwh"] == pytest.approx(53.85)
     assert facts["demand_energy_kwh"] == pytest.approx(28.5)
     assert facts["windows"] == 3
+
+
+def test_line_numbers_count_physical_lines_after_a_multiline_field(tiny_copy):
+    (tiny_copy / SITES).write_text('site,gpus,idle_kw,note\nsolar,4,0,"two\nlines"\nwind,-2,0,x\n'
+                                   'city,4,0,\n')
+    e = load_error(tiny_copy)
+    assert (e.file, e.line, e.field) == (SITES, 4, "gpus")
+
+
+def test_carriage_return_only_line_endings_are_read(tiny_copy):
+    text = (tiny_copy / SITES).read_text()
+    (tiny_copy / SITES).write_text(text.replace("\n", "\r"))
+    assert load_instance(tiny_copy).gpus.tolist() == [4, 2, 4]
