@@ -112,7 +112,17 @@ def test_transfers_on_one_link_are_serialised(tmp_path):
     p = POLICIES["feasibility-aware"](inst, None)
     starts = sorted(m.start_s for m in moves(p))
     assert starts == [0.0, 40.0]  # 50 GB at 10 Gbps = 40 s each, one after the other
+    # both can run at sunny once the link's 80 s of transfers, load and downtime are over
+    assert {jp.steps[1].start_s for jp in p.jobs} == {80 + 10.4}
+    assert {m.start_s + m.disruption_s for m in moves(p)} == {90.4}
     assert evaluate(inst, p).valid
+
+
+def test_a_long_move_arrives_in_a_later_slot(tmp_path):
+    inst = dark_and_sunny(tmp_path, 150, 1)  # 1200 s transfer > one 900 s slot
+    p = POLICIES["energy-only"](inst, None)
+    assert p.job("j").steps == (Migration("dark", "sunny", 0.0, 150.0, 1200.0, 1210.4),
+                                Run("sunny", 1210.4, 1210.4 + 2 * H))
 
 
 def test_a_job_that_cannot_meet_its_deadline_is_reported_not_dropped(tmp_path):

@@ -1,7 +1,8 @@
 """``energy-only``: chase the renewable surplus, ignoring the feasibility domain.
 
-Any move to a site with more spare renewable power (and a link and a free GPU) is taken,
-whatever its disruption; migrations still cost their real time and energy in the plan.
+Any move to a site with more spare renewable power (and a link, a free GPU and room on the link
+inside the slot) is taken, whatever the window left there; migrations still cost their real time
+and energy in the plan.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from milp.policies.follow import follow_renewables
 from milp.policies.simulation import Progress, Simulation
 
 
-def _always(sim: Simulation, j: int, dst: int, t: int, start_s: float,
-            disruption_s: float) -> bool:
+def _always(sim: Simulation, j: int, dst: int, t: int, disruption_s: float) -> bool:
     return True
 
 

@@ -1,9 +1,10 @@
 """``feasibility-aware``: the study's orchestrator — move only inside the feasibility domain.
 
-A move of job j to site d, starting at ``start_s`` with disruption ``T_mig`` (s), is taken only if
+A move of job j to site d in slot t, stopping the job for ``T_mig`` seconds from the slot start
+(its transfer, those queued before it on the link, load and downtime), is taken only if
 
 1. d is in a renewable window and ``T_mig ≤ alpha × W``, W = seconds of that window left at
-   ``start_s`` (time feasibility);
+   the slot start (time feasibility);
 2. the energy breakeven ``transfer_kw · T_transfer / compute_kw`` is shorter than W;
 3. the job has at least the breakeven of work left, so the renewable compute pays the move back;
 4. the move makes the job greener: the spare renewable power it could use at d, capped at its
@@ -21,11 +22,10 @@ from milp.policies.follow import follow_renewables
 from milp.policies.simulation import Progress, Simulation
 
 
-def in_domain(sim: Simulation, j: int, dst: int, t: int, start_s: float,
-              disruption_s: float) -> bool:
+def in_domain(sim: Simulation, j: int, dst: int, t: int, disruption_s: float) -> bool:
     inst = sim.inst
     src = sim.site[j]
-    window_s = inst.remaining_window_s(dst, start_s)
+    window_s = inst.remaining_window_s(dst, t * inst.slot_s)
     if not fz.time_feasible(disruption_s, window_s, inst.migration.alpha):
         return False
     transfer = float(inst.transfer_s(j, src, dst))
@@ -33,7 +33,8 @@ def in_domain(sim: Simulation, j: int, dst: int, t: int, start_s: float,
     if breakeven >= window_s or sim.left_s[j] < breakeven:
         return False
     kw_here, kw_there = inst.compute_kw[j, src], inst.compute_kw[j, dst]
-    return min(sim.spare_kw(dst, t), kw_there) / kw_there > min(sim.spare_kw(src, t), kw_here) / kw_here
+    spare = sim.spare_kw_all(t)
+    return min(spare[dst], kw_there) / kw_there > min(spare[src], kw_here) / kw_here
 
 
 def plan(inst: Instance, progress: Progress | None = None) -> Plan:

@@ -1,10 +1,11 @@
 """The loop shared by the two migrating greedy policies: follow the renewable surplus.
 
-Slot by slot, jobs are taken earliest deadline first. A job that is at a site (not in flight)
-looks at the sites it has a link to and a free GPU at when it would arrive; among those the
-policy's rule accepts, it picks the one with the most spare renewable power (kW not used by the
-jobs placed before it) and moves there if that is more than the spare power where it is. Then
-every job runs where it is if a GPU is free. No job ever waits on purpose.
+Slot by slot, jobs are taken earliest deadline first. Each looks at the sites it has a link to,
+a free GPU at and room on the link inside the slot; among those the policy's rule accepts, it
+picks the one with the most spare renewable power (kW not used by the jobs placed before it) and
+moves there if that is more than the spare power where it is. A job that stays runs at once if a
+GPU is free; the slot's moves are then committed (see ``simulation.py``) and the movers run at
+their new site. No job ever waits on purpose.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from milp.instance import Instance
 from milp.plan import Plan
 from milp.policies.simulation import Progress, Simulation, by_deadline
 
-#: accept(sim, j, dst, t, start_s, disruption_s) -> bool: may job j move to dst in slot t?
-Rule = Callable[[Simulation, int, int, int, float, float], bool]
+#: accept(sim, j, dst, t, disruption_s) -> bool: may job j move to dst in slot t, stopping for
+#: disruption_s from the slot start?
+Rule = Callable[[Simulation, int, int, int, float], bool]
 
 
 def follow_renewables(inst: Instance, name: str, accept: Rule,
@@ -27,11 +29,12 @@ def follow_renewables(inst: Instance, name: str, accept: Rule,
         for j in order:
             if inst.release_slot[j] > t or sim.left_s[j] <= 0:
                 continue
-            if not sim.in_flight(j, t):
-                dst = _best_move(sim, j, t, accept)
-                if dst is not None:
-                    sim.migrate(j, dst, t)
+            dst = _best_move(sim, j, t, accept)
+            if dst is None or not sim.move(j, dst, t):
+                sim.run(j, t)
+        for j in sim.commit_moves(t):
             sim.run(j, t)
+        sim.end_slot(t)
         if progress:
             progress(t + 1, inst.n_slots)
     return sim.plan(name)
@@ -43,11 +46,7 @@ def _best_move(sim: Simulation, j: int, t: int, accept: Rule) -> int | None:
     for d in sorted(range(sim.inst.n_sites), key=lambda d: (-spare[d], d)):
         if spare[d] <= spare[sim.site[j]]:
             return None
-        window = sim.migration_window(j, d, t)
-        if window is None:
-            continue
-        start, _, disruption = window
-        arrival_slot = int((start + disruption) // sim.slot_s)
-        if sim.gpu_free(d, arrival_slot) and accept(sim, j, d, t, start, disruption):
+        option = sim.move_option(j, d, t)
+        if option is not None and accept(sim, j, d, t, option[1]):
             return d
     return None
