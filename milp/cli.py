@@ -193,41 +193,94 @@ def _print_metrics(metrics: dict, head: dict | None = None) -> None:
 def plan_cmd(
     directory: Annotated[Path, typer.Argument(help="Instance folder.")],
     out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json.")],
-    policy: Annotated[str, typer.Option(help="static, wait-awhile, energy-only or "
+    policy: Annotated[str, typer.Option(help="milp, static, wait-awhile, energy-only or "
                                         "feasibility-aware.")] = "feasibility-aware",
+    time_limit: Annotated[float, typer.Option(help="milp: solver time limit (s).", min=0)] = 60.0,
+    gap: Annotated[float, typer.Option(help="milp: relative MIP gap to stop at.", min=0)] = 1e-3,
+    threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.", min=1)] = None,
+    elastic: Annotated[bool, typer.Option(help="milp: allow unfinished work, minimised "
+                                          "first, then grid energy.")] = False,
+    max_sites: Annotated[Optional[int], typer.Option(
+        help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
+        min=1)] = None,
     quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
 ) -> None:
-    """Make a day-ahead plan with one policy, score it with the evaluator, write its files."""
+    """Make a day-ahead plan with one policy, score it with the evaluator, write its files.
+
+    Exit 0 with a valid plan, 1 if the plan breaks physics (a bug), 2 on bad input, 3 when the
+    MILP finds no plan (the jobs that cannot meet their deadlines are listed)."""
     import time
 
     from rich.progress import Progress
 
     from milp.evaluate import evaluate as run_evaluator
+    from milp.files import write_atomic
     from milp.instance import load_instance
     from milp.plan import save_schedule
     from milp.policies import POLICIES
-    from milp.files import write_atomic
 
-    if policy not in POLICIES:
-        raise InputError("--policy", f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
+    if policy not in POLICIES and policy != "milp":
+        raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
+                         f"{', '.join(POLICIES)})")
     inst = load_instance(directory)
-    with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
-        task = bar.add_task(f"{policy} on {inst.name}", total=None)
-        started = time.perf_counter()
-        plan = POLICIES[policy](inst, lambda done, total: bar.update(task, completed=done,
-                                                                      total=total))
-        wall_s = time.perf_counter() - started
+    started = time.perf_counter()
+    solver = None
+    if policy == "milp":
+        plan, solver = _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet)
+    else:
+        with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"{policy} on {inst.name}", total=None)
+            plan = POLICIES[policy](inst, lambda done, total: bar.update(
+                task, completed=done, total=total))
+    wall_s = time.perf_counter() - started
     result = run_evaluator(inst, plan)
-    summary = {"instance": inst.name, "policy": policy, "wall_s": wall_s, **result.metrics()}
+    head = {"instance": inst.name, "policy": policy, "wall_s": wall_s}
+    summary = {**head, **result.metrics()}
+    if solver is not None:
+        summary["solver"] = solver.to_dict()
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.json")
     save_schedule(plan, inst, out / "schedule.csv")
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     if not quiet:
-        _print_metrics(result.metrics(), {"instance": inst.name, "policy": policy,
-                                          "wall_s": round(wall_s, 3)})
+        if solver is not None:
+            head.update({f"solver.{k}": getattr(solver, k) for k in (
+                "status", "objective", "bound", "gap", "build_s", "solve_s", "seed_policy",
+                "seed_grid_energy_kwh", "warm_start_accepted", "improved")})
+        _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
         typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)
+
+
+def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
+    """Solve; when no plan exists, list the jobs that cannot finish and why, and exit 3."""
+    from milp.explain import explain_unfinished
+    from milp.solve import NoPlanFound, SolveOptions, plan_milp
+
+    options = SolveOptions(time_limit_s=time_limit, gap=gap, threads=threads, elastic=elastic,
+                           max_sites=max_sites)
+    if not quiet:
+        typer.echo(f"solving the MILP for {inst.name} (time limit {time_limit:g} s)...",
+                   err=True)
+    try:
+        return plan_milp(inst, options)
+    except NoPlanFound as e:
+        if e.facts.status != "infeasible":
+            typer.echo(f"error: the solver found no plan ({e.facts.status}); raise --time-limit "
+                       f"or try --elastic", err=True)
+            raise typer.Exit(3)
+    relaxed, _ = plan_milp(inst, SolveOptions(time_limit_s=time_limit, gap=max(gap, 1e-2),
+                                              threads=threads, elastic=True,
+                                              max_sites=max_sites))
+    lines = explain_unfinished(inst, relaxed.info.get("unfinished_gpu_h", {}))
+    typer.echo("error: no plan meets every deadline:", err=True)
+    for line in lines[:15]:
+        typer.echo(f"  {line}", err=True)
+    if len(lines) > 15:
+        typer.echo(f"  ... and {len(lines) - 15} more jobs", err=True)
+    typer.echo("Rerun with --elastic to plan anyway (unfinished work minimised first).",
+               err=True)
+    raise typer.Exit(3)
 
 
 def main() -> None:

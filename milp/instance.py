@@ -54,6 +54,19 @@ class MigrationParams:
     transfer_kw: float = fz.TRANSFER_KW  #: power drawn at the source while sending (kW)
 
 
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    """Tie-breakers of the MILP's objective, in kWh-equivalents (grid energy comes first).
+
+    ``migration_kwh`` is charged per migration; ``completion_kwh`` per GPU-hour of work per hour
+    it runs after the job's release (so earlier work is preferred). Both are small on purpose:
+    they only choose among plans of (nearly) equal grid energy.
+    """
+
+    migration_kwh: float = 1e-3
+    completion_kwh: float = 1e-4
+
+
 @dataclass(frozen=True, eq=False)
 class Instance:
     """One validated planning problem. Arrays are read-only; indices follow ``sites``/``jobs``.
@@ -66,6 +79,7 @@ class Instance:
     slot_minutes: float
     n_slots: int
     migration: MigrationParams
+    objective: ObjectiveWeights
     default_compute_kw: float       #: power of one running single-GPU job (kW)
     window_threshold_kw: float      #: renewable power (kW) from which a slot is in a window
     sites: tuple[str, ...]
@@ -176,6 +190,7 @@ def load_instance(directory: str | Path) -> Instance:
     return Instance(
         name=head["name"], start=start, slot_minutes=head["slot_minutes"], n_slots=n_slots,
         migration=MigrationParams(**head["migration"]),
+        objective=ObjectiveWeights(**head["objective"]),
         default_compute_kw=head["defaults"]["compute_kw"],
         window_threshold_kw=head["defaults"]["window_threshold_kw"],
         sites=tuple(sites["site"]), gpus=_ro(sites["gpus"].astype(int)),
@@ -201,6 +216,8 @@ _TOML_KEYS: dict[str, Any] = {
     "migration": {"alpha": fz.ALPHA, "load_time_s": fz.LOAD_TIME_S,
                   "downtime_s": fz.DOWNTIME_S, "transfer_kw": fz.TRANSFER_KW},
     "defaults": {"compute_kw": fz.COMPUTE_KW, "window_threshold_kw": None},
+    "objective": {"migration_kwh": ObjectiveWeights.migration_kwh,
+                  "completion_kwh": ObjectiveWeights.completion_kwh},
 }
 
 
@@ -240,8 +257,11 @@ def _read_toml(d: Path) -> dict[str, Any]:
                               prefix="defaults.")
     threshold = _toml_number(def_raw, "window_threshold_kw", compute_kw, positive=True,
                              prefix="defaults.")
+    obj_raw = raw.get("objective", {})
+    objective = {k: _toml_number(obj_raw, k, v, prefix="objective.")
+                 for k, v in _TOML_KEYS["objective"].items()}
     return {"name": name.strip(), "start": start, "slot_minutes": slot_minutes, "slots": slots,
-            "migration": migration,
+            "migration": migration, "objective": objective,
             "defaults": {"compute_kw": compute_kw, "window_threshold_kw": threshold}}
 
 
