@@ -22,6 +22,7 @@ Variables
     m[k]     ∈ [0,1]   move k is made (integral whenever o is)
     u[j,b,t] ∈ [0,1]   GPU share j holds at b in its arrival slot (a whole GPU if it arrives)
     g[n,t]   ≥ 0       grid energy at n in slot t (kWh)
+    U[a,b,t] ≥ 0       transfer seconds of the short moves sharing link a→b in slot t
     s[j]     ≥ 0       unfinished work of j (GPU-hours); only with ``elastic``
 
 Constraints (one family each; see the functions below)
@@ -29,8 +30,8 @@ Constraints (one family each; see the functions below)
     leave     Σ_b m[j,a,b,t] ≤ o[j,a,t−1] − Σ m (long moves into a still in flight at t's start)
     run       x[j,n,t] ≤ o[j,n,t] − Σ_moves-into-n m · lost share of slot t
     queue     x[j,b,t]·Δ ≤ o[j,b,t]·Δ − L·m_k − U_abt + cap_abt·(1 − m_k)   (short k, shared link)
-    link      Σ_short T_k·m_k / (Δ − L) + Σ_long-busy m_k ≤ 1              per link and slot
-    domain    U_abt = Σ_short T_k·m_k ≤ α·W_b(t) − L                         per link and slot
+    queue_s   U_abt = Σ_short T_k·m_k ∈ [0, min(Δ, α·W_b(t)) − L]           (slot and domain)
+    link      U_abt/(Δ − L) + Σ_long-busy m_k ≤ 1                           per link and slot
     arrive    u[j,b,t] ≥ x[j,b,t],  u[j,b,t] ≥ Σ_moves arriving m
     gpus      Σ_j (x or u)[j,n,t] ≤ GPUs_n
     work      Σ_{n,t} x[j,n,t]·Δ/3600 (+ s[j]) = work_j
@@ -259,16 +260,19 @@ def _add_run(m, index: Index) -> None:
         return m.x[j, n, t] <= m.o[j, n, t] - sum(s * m.m[k] for k, s in loss.get((j, n, t), ()))
     m.run = pyo.Constraint(m.OCC, rule=run)
 
-    shared = _short_by_link(index)
-    queued = [k for ks in shared.values() if len(ks) > 1 for k in ks]
+    shared = {key: ks for key, ks in _short_by_link(index).items()
+              if key is not None and len(ks) > 1}
+    m.QUEUES = pyo.Set(initialize=sorted(shared), dimen=3, ordered=True)
+    m.U = pyo.Var(m.QUEUES, bounds=lambda _, a, b, t: (0, index.link_cap[a, b, t]))
+    m.queue_s = pyo.Constraint(m.QUEUES, rule=lambda _, a, b, t: m.U[a, b, t] == sum(
+        index.moves[k].transfer_s * m.m[k] for k in shared[a, b, t]))
 
     def queue(_, k):
         mv = index.moves[k]
         key = (mv.src, mv.dst, mv.slot)
-        used = sum(index.moves[i].transfer_s * m.m[i] for i in shared[key])
         return m.x[mv.job, mv.dst, mv.slot] * dt <= m.o[mv.job, mv.dst, mv.slot] * dt \
-            - lost_s * m.m[k] - used + index.link_cap[key] * (1 - m.m[k])
-    m.queue = pyo.Constraint(queued, rule=queue)
+            - lost_s * m.m[k] - m.U[key] + index.link_cap[key] * (1 - m.m[k])
+    m.queue = pyo.Constraint([k for ks in shared.values() for k in ks], rule=queue)
 
 
 def _short_by_link(index: Index) -> dict:
@@ -276,24 +280,26 @@ def _short_by_link(index: Index) -> dict:
 
 
 def _add_links(m, index: Index) -> None:
-    """link: Σ_short T_k·m_k/(Δ − L) + Σ_long-busy m_k ≤ 1 per link and slot;
-    domain: Σ_short T_k·m_k ≤ α·W_b(t) − L per link and slot (when tighter than a slot)."""
+    """link: U_abt/(Δ − L) + Σ_long-busy m_k ≤ 1 where a long move holds link a→b in slot t.
+
+    Where only short moves share a link and slot, U_abt's bounds already say
+    U_abt ≤ min(Δ, α·W_b(t)) − L (slot and feasibility domain); a lone move was filtered so."""
     inst = index.inst
     span = inst.slot_s - inst.migration.load_time_s - inst.migration.downtime_s
-    terms = defaultdict(list)  # (a, b, t) -> [(k, coefficient)]
+    terms = defaultdict(list)  # (a, b, t) -> [(coefficient, variable)]
     for k, mv in enumerate(index.moves):
         if mv.long:
             for i in range(mv.link_slots):
-                terms[mv.src, mv.dst, mv.slot + i].append((k, 1.0))
-        else:
-            terms[mv.src, mv.dst, mv.slot].append((k, mv.transfer_s / span))
+                terms[mv.src, mv.dst, mv.slot + i].append((1.0, m.m[k]))
+    for k, mv in enumerate(index.moves):
+        key = (mv.src, mv.dst, mv.slot)
+        if not mv.long and key in terms and key not in m.QUEUES:
+            terms[key].append((mv.transfer_s / span, m.m[k]))
+    for key in m.QUEUES:
+        if key in terms:
+            terms[key].append((1.0 / span, m.U[key]))
     m.link = pyo.Constraint([key for key, ts in sorted(terms.items()) if len(ts) > 1],
-                            rule=lambda _, a, b, t: sum(c * m.m[k] for k, c in terms[a, b, t]) <= 1)
-    shared = {key: ks for key, ks in _short_by_link(index).items()
-              if key is not None and len(ks) > 1 and index.link_cap[key] < span - 1e-9}
-    m.domain = pyo.Constraint(
-        sorted(shared), rule=lambda _, a, b, t: sum(
-            index.moves[k].transfer_s * m.m[k] for k in shared[a, b, t]) <= index.link_cap[a, b, t])
+                            rule=lambda _, a, b, t: sum(c * v for c, v in terms[a, b, t]) <= 1)
 
 
 def _add_gpus(m, index: Index, arrivals: list) -> None:
@@ -419,6 +425,10 @@ def warm_start(m, index: Index, plan: Plan) -> int:
     for (j, b, t) in m.ARR:
         m.u[j, b, t].set_value(max(values.get(("x", j, b, t), 0.0),
                                    1.0 if (j, b, t) in arriving else 0.0))
+    for (a, b, t) in m.QUEUES:
+        m.U[a, b, t].set_value(sum(mv.transfer_s * values.get(("m", k), 0.0)
+                                   for k, mv in enumerate(index.moves)
+                                   if (mv.src, mv.dst, mv.slot) == (a, b, t) and not mv.long))
     for (n, t) in m.SLOTS:
         m.g[n, t].set_value(max(0.0, pyo.value(m.load_kwh[n, t]) - inst.renewable_kw[n, t] * inst.slot_h))
     return set_jobs

@@ -178,7 +178,8 @@ def _gap(objective: float | None, bound: float | None) -> float | None:
 
 def _warm_start_accepted(log: str) -> bool | None:
     """Read HiGHS's verdict on the given solution from its log."""
+    start = re.findall(r"MIP start solution is (feasible|infeasible)", log)
+    if start:
+        return start[-1] == "feasible"
     found = re.findall(r"Assessing feasibility of MIP solution[^\n]*:\s*(\w+)", log)
-    if not found:
-        return None
-    return found[-1].lower() == "feasible"
+    return found[-1].lower() == "feasible" if found else None
