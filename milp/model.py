@@ -10,34 +10,29 @@ Sets
                   by moves inside the feasibility domain by slot t (origin: all of T_j).
     MOV           moves k = (j, a, b, t): link a→b exists, b ∈ candidate sites of j, a reachable
                   by t−1, and the move is inside the **feasibility domain**:
-                  8·S_j/B_ab + L ≤ α · W_b(t), W_b(t) = renewable window left at b at slot start.
+                  T_k + L ≤ α · W_b(t), T_k = 8·S_j/B_ab, W_b(t) = renewable window left at b at
+                  the slot start; the job resumes at b in slot t + ⌈(T_k + L)/Δ⌉ < deadline_j.
                   *short* if T_k + L ≤ Δ (queued with the link's other moves of the slot),
-                  *long* otherwise (alone on the link, arrives in slot t + ⌊(T_k+L)/Δ⌋).
-    ARR           (j, b, t): slots in which a move of j may arrive at b.
+                  *long* otherwise (alone on the link until its transfer ends).
 
 Variables
     o[j,n,t] ∈ {0,1}   job j is at site n in slot t (the only integers)
     x[j,n,t] ∈ [0,1]   share of slot t job j computes at n (McNaughton makes any Σ_j x ≤ GPUs
                        schedulable inside the slot, so no run binaries are needed)
     m[k]     ∈ [0,1]   move k is made (integral whenever o is)
-    u[j,b,t] ∈ [0,1]   GPU share j holds at b in its arrival slot (a whole GPU if it arrives)
     g[n,t]   ≥ 0       grid energy at n in slot t (kWh)
-    U[a,b,t] ≥ 0       transfer seconds of the short moves sharing link a→b in slot t
     s[j]     ≥ 0       unfinished work of j (GPU-hours); only with ``elastic``
 
 Constraints (one family each; see the functions below)
     flow      o[j,n,t] = o[j,n,t−1] + Σ_a m[j,a,n,t] − Σ_b m[j,n,b,t]   (o[j,n,r_j−1] = [n = origin])
-    leave     Σ_b m[j,a,b,t] ≤ o[j,a,t−1] − Σ m (long moves into a still in flight at t's start)
-    run       x[j,n,t] ≤ o[j,n,t] − Σ_moves-into-n m · lost share of slot t
-    queue     x[j,b,t]·Δ ≤ o[j,b,t]·Δ − L·m_k − U_abt + cap_abt·(1 − m_k)   (short k, shared link)
-    queue_s   U_abt = Σ_short T_k·m_k ∈ [0, min(Δ, α·W_b(t)) − L]           (slot and domain)
-    link      U_abt/(Δ − L) + Σ_long-busy m_k ≤ 1                           per link and slot
-    arrive    u[j,b,t] ≥ x[j,b,t],  u[j,b,t] ≥ Σ_moves arriving m
-    gpus      Σ_j (x or u)[j,n,t] ≤ GPUs_n
+    leave     Σ_b m[j,a,b,t] ≤ o[j,a,t−1] − Σ (long moves into a that resume after t)
+    run       x[j,n,t] ≤ o[j,n,t] − Σ (moves into n made in [t − span_k + 1, t])
+    link      Σ_short T_k·m_k / cap_abt + Σ_long-busy m_k ≤ 1,  cap_abt = min(Δ, α·W_b(t)) − L
+    gpus      Σ_j x[j,n,t] ≤ GPUs_n
     work      Σ_{n,t} x[j,n,t]·Δ/3600 (+ s[j]) = work_j
     grid      g[n,t] ≥ idle_n·h + Σ_j kW_jn·h·x[j,n,t] + Σ_{k from n} P_tr·overlap_kt/3600·m_k − R_nt·h
 
-Objective (kWh): min Σ g + w_mig·Σ m + w_c·Σ x·h·(t·h + h − release_j) (+ 1000·Σ s if elastic).
+Objective (kWh): min Σ g + w_mig·Σ m + w_c·Σ x·h·((t+1)·h − release_j) (+ 1000·Σ s if elastic).
 """
 
 from __future__ import annotations
@@ -67,10 +62,7 @@ class Move:
     slot: int
     transfer_s: float
     long: bool
-    arrival_slot: int
-    #: share of each slot from ``slot`` to ``arrival_slot`` in which the job cannot run at dst
-    #: (short moves: only L + own transfer; the queue adds the link's other transfers)
-    lost: list[float]
+    resume_slot: int              #: first slot the job may run at dst
     #: transfer energy at src per slot from ``slot`` on (kWh)
     energy_kwh: list[float]
     #: slots from ``slot`` during which the link is taken (long moves)
@@ -122,7 +114,7 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
                 disruption = transfer + lost_s
                 t = np.arange(r, d)
                 ok = (disruption <= alpha * window_s[b, r:d] + 1e-9) & \
-                     (t * dt + disruption < min(d * dt, inst.horizon_s) - 1e-9)
+                     (t + resume_after(disruption, dt) < d)
                 if ok.any():
                     options[a, b] = (t[ok], transfer, disruption)
         for _ in range(len(sites)):                              # Bellman-Ford on first reach
@@ -145,7 +137,7 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
             if first is not None:
                 occ += [(j, n, t) for t in range(first, d)]
     index = Index(inst, occ, moves, fixed, candidates)
-    for (a, b, t) in {(mv.src, mv.dst, mv.slot) for mv in moves if not mv.long}:
+    for (a, b, t) in {(mv.src, mv.dst, mv.slot) for mv in moves}:
         index.link_cap[a, b, t] = min(dt, alpha * window_s[b, t]) - lost_s
     return index
 
@@ -166,15 +158,16 @@ def _move(inst: Instance, j: int, a: int, b: int, t: int, transfer: float,
           disruption: float) -> Move:
     dt = inst.slot_s
     long = disruption > dt + 1e-9
-    if not long:
-        return Move(j, a, b, t, transfer, False, t, [disruption / dt],
-                    [inst.migration.transfer_kw * transfer / 3600.0], 1)
-    span = int(disruption // dt)
-    lost = [1.0] * span + [disruption / dt - span]
-    busy = math.ceil(transfer / dt - 1e-12)
+    busy = max(1, math.ceil(transfer / dt - 1e-9))
     energy = [inst.migration.transfer_kw * min(dt, transfer - k * dt) / 3600.0
-              for k in range(busy)]
-    return Move(j, a, b, t, transfer, True, t + span, lost, energy, busy)
+              for k in range(busy)] if long else [inst.migration.transfer_kw * transfer / 3600.0]
+    return Move(j, a, b, t, transfer, long, t + resume_after(disruption, dt), energy,
+                busy if long else 1)
+
+
+def resume_after(disruption_s: float, slot_s: float) -> int:
+    """Slots from a move's slot to the one where the job resumes (it runs from a slot start)."""
+    return max(1, math.ceil(disruption_s / slot_s - 1e-9))
 
 
 # ==================================================================== the Pyomo model ======
@@ -185,15 +178,12 @@ def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
     m = pyo.ConcreteModel(name=f"milp-{inst.name}")
     m.OCC = pyo.Set(initialize=index.occ, dimen=3, ordered=True)
     m.MOV = pyo.RangeSet(0, len(index.moves) - 1) if index.moves else pyo.Set(initialize=[])
-    arrivals = sorted({(mv.job, mv.dst, mv.arrival_slot) for mv in index.moves})
-    m.ARR = pyo.Set(initialize=arrivals, dimen=3, ordered=True)
     m.SLOTS = pyo.Set(initialize=[(n, t) for n in range(inst.n_sites)
                                   for t in range(inst.n_slots)], dimen=2, ordered=True)
 
     m.o = pyo.Var(m.OCC, domain=pyo.Binary)
     m.x = pyo.Var(m.OCC, bounds=(0, 1))
     m.m = pyo.Var(m.MOV, bounds=(0, 1))
-    m.u = pyo.Var(m.ARR, bounds=(0, 1))
     m.g = pyo.Var(m.SLOTS, domain=pyo.NonNegativeReals)
     for (j, n, t) in index.occ:
         if j in index.fixed_jobs:
@@ -202,13 +192,10 @@ def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
         m.JOBS = pyo.RangeSet(0, inst.n_jobs - 1)
         m.s = pyo.Var(m.JOBS, bounds=lambda _, j: (0, float(inst.work_h[j])))
 
-    occ = set(index.occ)
-    into = index.moves_by(lambda mv: (mv.job, mv.dst, mv.slot))
-    out_of = index.moves_by(lambda mv: (mv.job, mv.src, mv.slot))
-    _add_flow(m, index, occ, into, out_of)
+    _add_flow(m, index)
     _add_run(m, index)
     _add_links(m, index)
-    _add_gpus(m, index, arrivals)
+    _add_gpus(m, index)
     _add_work(m, index, elastic)
     _add_grid(m, index)
     _add_objective(m, index, elastic)
@@ -222,15 +209,16 @@ def _prev_o(m, index: Index, occ: set, j: int, n: int, t: int):
     return 1 if (t == index.inst.release_slot[j] and n == index.inst.origin[j]) else 0
 
 
-def _add_flow(m, index: Index, occ: set, into: dict, out_of: dict) -> None:
+def _add_flow(m, index: Index) -> None:
     """flow: o[j,n,t] = o[j,n,t−1] + Σ_a m[j,a,n,t] − Σ_b m[j,n,b,t] over OCC;
-    leave: Σ_b m[j,a,b,t] ≤ o[j,a,t−1] − Σ (long moves into a still in flight at t's start)."""
-    in_flight = defaultdict(list)  # (j, site, t) -> long moves arriving after t's start
+    leave: Σ_b m[j,a,b,t] ≤ o[j,a,t−1] − Σ (long moves into a that resume after t)."""
+    occ = set(index.occ)
+    into = index.moves_by(lambda mv: (mv.job, mv.dst, mv.slot))
+    out_of = index.moves_by(lambda mv: (mv.job, mv.src, mv.slot))
+    in_flight = defaultdict(list)  # (j, site, t) -> long moves not over at t's start
     for k, mv in enumerate(index.moves):
-        if mv.long:
-            last = mv.arrival_slot if mv.lost[-1] > 0 else mv.arrival_slot - 1
-            for t in range(mv.slot + 1, last + 1):
-                in_flight[mv.job, mv.dst, t].append(k)
+        for t in range(mv.slot + 1, mv.resume_slot):
+            in_flight[mv.job, mv.dst, t].append(k)
 
     def flow(_, j, n, t):
         return m.o[j, n, t] == _prev_o(m, index, occ, j, n, t) \
@@ -246,72 +234,38 @@ def _add_flow(m, index: Index, occ: set, into: dict, out_of: dict) -> None:
 
 
 def _add_run(m, index: Index) -> None:
-    """run: x[j,n,t] ≤ o[j,n,t] − Σ_moves-into-n m_k · lost_k(t);
-    queue (short moves sharing a link): x[j,b,t]·Δ ≤ o·Δ − L·m_k − U_abt + cap_abt·(1 − m_k)."""
-    inst = index.inst
-    dt = inst.slot_s
-    lost_s = inst.migration.load_time_s + inst.migration.downtime_s
-    loss = defaultdict(list)
+    """run: x[j,n,t] ≤ o[j,n,t] − Σ (moves into n made at or after t's resume horizon):
+    a job moved in slot t' does not run at its destination before its resume slot."""
+    away = defaultdict(list)
     for k, mv in enumerate(index.moves):
-        for i, share in enumerate(mv.lost):
-            loss[mv.job, mv.dst, mv.slot + i].append((k, share))
-
-    def run(_, j, n, t):
-        return m.x[j, n, t] <= m.o[j, n, t] - sum(s * m.m[k] for k, s in loss.get((j, n, t), ()))
-    m.run = pyo.Constraint(m.OCC, rule=run)
-
-    shared = {key: ks for key, ks in _short_by_link(index).items()
-              if key is not None and len(ks) > 1}
-    m.QUEUES = pyo.Set(initialize=sorted(shared), dimen=3, ordered=True)
-    m.U = pyo.Var(m.QUEUES, bounds=lambda _, a, b, t: (0, index.link_cap[a, b, t]))
-    m.queue_s = pyo.Constraint(m.QUEUES, rule=lambda _, a, b, t: m.U[a, b, t] == sum(
-        index.moves[k].transfer_s * m.m[k] for k in shared[a, b, t]))
-
-    def queue(_, k):
-        mv = index.moves[k]
-        key = (mv.src, mv.dst, mv.slot)
-        return m.x[mv.job, mv.dst, mv.slot] * dt <= m.o[mv.job, mv.dst, mv.slot] * dt \
-            - lost_s * m.m[k] - m.U[key] + index.link_cap[key] * (1 - m.m[k])
-    m.queue = pyo.Constraint([k for ks in shared.values() for k in ks], rule=queue)
-
-
-def _short_by_link(index: Index) -> dict:
-    return index.moves_by(lambda mv: None if mv.long else (mv.src, mv.dst, mv.slot))
+        for t in range(mv.slot, mv.resume_slot):
+            away[mv.job, mv.dst, t].append(k)
+    m.run = pyo.Constraint(m.OCC, rule=lambda _, j, n, t: m.x[j, n, t] <= m.o[j, n, t]
+                           - sum(m.m[k] for k in away.get((j, n, t), ())))
 
 
 def _add_links(m, index: Index) -> None:
-    """link: U_abt/(Δ − L) + Σ_long-busy m_k ≤ 1 where a long move holds link a→b in slot t.
-
-    Where only short moves share a link and slot, U_abt's bounds already say
-    U_abt ≤ min(Δ, α·W_b(t)) − L (slot and feasibility domain); a lone move was filtered so."""
-    inst = index.inst
-    span = inst.slot_s - inst.migration.load_time_s - inst.migration.downtime_s
-    terms = defaultdict(list)  # (a, b, t) -> [(coefficient, variable)]
+    """link: Σ_short T_k·m_k / cap_abt + Σ_long-busy m_k ≤ 1 per link a→b and slot t, with
+    cap_abt = min(Δ, α·W_b(t)) − L: the slot's queued transfers end in the slot and inside the
+    destination's feasibility domain; a long move holds the link alone while it transfers.
+    (A lone move was filtered to fit, so only shared links and slots get a row.)"""
+    terms = defaultdict(list)  # (a, b, t) -> [(coefficient, k)]
     for k, mv in enumerate(index.moves):
         if mv.long:
             for i in range(mv.link_slots):
-                terms[mv.src, mv.dst, mv.slot + i].append((1.0, m.m[k]))
-    for k, mv in enumerate(index.moves):
-        key = (mv.src, mv.dst, mv.slot)
-        if not mv.long and key in terms and key not in m.QUEUES:
-            terms[key].append((mv.transfer_s / span, m.m[k]))
-    for key in m.QUEUES:
-        if key in terms:
-            terms[key].append((1.0 / span, m.U[key]))
+                terms[mv.src, mv.dst, mv.slot + i].append((1.0, k))
+        else:
+            key = (mv.src, mv.dst, mv.slot)
+            terms[key].append((mv.transfer_s / index.link_cap[key], k))
     m.link = pyo.Constraint([key for key, ts in sorted(terms.items()) if len(ts) > 1],
-                            rule=lambda _, a, b, t: sum(c * v for c, v in terms[a, b, t]) <= 1)
+                            rule=lambda _, a, b, t: sum(c * m.m[k] for c, k in terms[a, b, t]) <= 1)
 
 
-def _add_gpus(m, index: Index, arrivals: list) -> None:
-    """arrive: u ≥ x and u ≥ Σ moves arriving; gpus: Σ_j (u or x)[j,n,t] ≤ GPUs_n."""
-    arriving = index.moves_by(lambda mv: (mv.job, mv.dst, mv.arrival_slot))
-    m.arrive_x = pyo.Constraint(m.ARR, rule=lambda _, j, b, t: m.u[j, b, t] >= m.x[j, b, t])
-    m.arrive_m = pyo.Constraint(m.ARR, rule=lambda _, j, b, t: m.u[j, b, t] >= sum(
-        m.m[k] for k in arriving[j, b, t]))
-    arr = set(arrivals)
+def _add_gpus(m, index: Index) -> None:
+    """gpus: Σ_j x[j,n,t] ≤ GPUs_n (only where more jobs than GPUs could be)."""
     users = defaultdict(list)
     for (j, n, t) in index.occ:
-        users[n, t].append(m.u[j, n, t] if (j, n, t) in arr else m.x[j, n, t])
+        users[n, t].append(m.x[j, n, t])
     gpus = index.inst.gpus
     m.gpus = pyo.Constraint([key for key, vs in sorted(users.items()) if len(vs) > gpus[key[0]]],
                             rule=lambda _, n, t: sum(users[n, t]) <= int(gpus[n]))
@@ -420,15 +374,6 @@ def warm_start(m, index: Index, plan: Plan) -> int:
         m.x[j, n, t].set_value(values.get(("x", j, n, t), 0.0))
     for k in m.MOV:
         m.m[k].set_value(values.get(("m", k), 0.0))
-    arriving = {(mv.job, mv.dst, mv.arrival_slot) for k, mv in enumerate(index.moves)
-                if values.get(("m", k))}
-    for (j, b, t) in m.ARR:
-        m.u[j, b, t].set_value(max(values.get(("x", j, b, t), 0.0),
-                                   1.0 if (j, b, t) in arriving else 0.0))
-    for (a, b, t) in m.QUEUES:
-        m.U[a, b, t].set_value(sum(mv.transfer_s * values.get(("m", k), 0.0)
-                                   for k, mv in enumerate(index.moves)
-                                   if (mv.src, mv.dst, mv.slot) == (a, b, t) and not mv.long))
     for (n, t) in m.SLOTS:
         m.g[n, t].set_value(max(0.0, pyo.value(m.load_kwh[n, t]) - inst.renewable_kw[n, t] * inst.slot_h))
     return set_jobs
@@ -437,60 +382,56 @@ def warm_start(m, index: Index, plan: Plan) -> int:
 def extract_plan(m, index: Index, policy: str = "milp", info: dict | None = None) -> Plan:
     """Turn a solution into exact steps.
 
-    Moves on one link in one slot start one after the other from the slot start (job order) and
-    all arrive at ``t·Δ + U + L``; an arriving job runs on its own GPU from its arrival; the other
-    jobs of a site and slot are packed on the remaining GPUs by McNaughton's wrap-around rule.
+    Moves on one link in one slot send their checkpoints one after the other from the slot
+    start, in job order (each disrupted for its own transfer + load + downtime); the jobs of a
+    site and slot are packed on its GPUs by McNaughton's wrap-around rule.
     """
     inst = index.inst
     dt = inst.slot_s
     lost_s = inst.migration.load_time_s + inst.migration.downtime_s
-    x = {key: _clean(m.x[key].value) for key in index.occ}
-    made = [k for k in m.MOV if (m.m[k].value or 0) > 0.5]
     steps: dict[int, list] = defaultdict(list)
-    ready = {}  # (job, site, slot) -> arrival time for jobs arriving in that slot
     by_link = defaultdict(list)
-    for k in made:
-        mv = index.moves[k]
-        by_link[mv.src, mv.dst, mv.slot].append(k)
-    for (a, b, t), ks in by_link.items():
-        ks.sort(key=lambda k: index.moves[k].job)
-        used = sum(index.moves[k].transfer_s for k in ks)
-        start = t * dt
-        for k in ks:
+    for k in m.MOV:
+        if (m.m[k].value or 0) > 0.5:
             mv = index.moves[k]
-            arrival = t * dt + (mv.transfer_s if mv.long else used) + lost_s
+            by_link[mv.src, mv.dst, mv.slot].append(mv)
+    for (a, b, t), moves in sorted(by_link.items()):
+        start = t * dt
+        for mv in sorted(moves, key=lambda mv: mv.job):
             steps[mv.job].append(Migration(inst.sites[a], inst.sites[b], start,
                                            float(inst.checkpoint_gb[mv.job]), mv.transfer_s,
-                                           arrival - start))
-            ready[mv.job, b, int(arrival // dt)] = arrival
+                                           mv.transfer_s + lost_s))
             start += mv.transfer_s
     per_cell = defaultdict(list)
-    for (j, n, t), share in x.items():
+    for (j, n, t) in index.occ:
+        share = _clean(m.x[j, n, t].value)
         if share > 0:
-            per_cell[n, t].append(j)
-    for (n, t), jobs in per_cell.items():
-        free_from = t * dt
-        movers = [j for j in jobs if (j, n, t) in ready]
-        for j in movers:  # each on its own GPU, from its arrival
-            s0 = ready[j, n, t]
-            steps[j].append(Run(inst.sites[n], s0, min((t + 1) * dt, s0 + x[j, n, t] * dt)))
-        gpu_time = 0.0  # McNaughton over the other GPUs: position along a GPU-major timeline
-        rest = sorted((j for j in jobs if (j, n, t) not in ready), key=lambda j: (-x[j, n, t], j))
-        for j in rest:
-            length = x[j, n, t] * dt
-            k, offset = divmod(gpu_time, dt)
-            if offset + length <= dt + 1e-9:
-                steps[j].append(Run(inst.sites[n], free_from + offset,
-                                    free_from + min(dt, offset + length)))
-            else:  # wraps: [offset, Δ) on this GPU, [0, rest) on the next
-                steps[j].append(Run(inst.sites[n], free_from + offset, free_from + dt))
-                steps[j].append(Run(inst.sites[n], free_from, free_from + offset + length - dt))
-            gpu_time += length
-    jobs = []
-    for j, job in enumerate(inst.jobs):
-        jobs.append(_merge(job, sorted(steps[j], key=lambda s: (s.start_s, isinstance(s, Run)))))
+            per_cell[n, t].append((j, share))
+    for (n, t), jobs in sorted(per_cell.items()):
+        for j, s0, s1 in mcnaughton(jobs, t * dt, dt):
+            steps[j].append(Run(inst.sites[n], s0, s1))
+    jobs = [_merge(job, sorted(steps[j], key=lambda s: (s.start_s, isinstance(s, Run))))
+            for j, job in enumerate(inst.jobs)]
     return Plan(inst.name, inst.start.isoformat(), inst.slot_minutes, policy, tuple(jobs),
                 info or {})
+
+
+def mcnaughton(shares: list[tuple[int, float]], t0: float, dt: float
+               ) -> list[tuple[int, float, float]]:
+    """McNaughton's wrap-around rule: pieces (job, start, end) for jobs running ``share`` of a
+    slot [t0, t0+dt) each (share ≤ 1, Σ share ≤ GPUs); a job cut at a GPU's end continues at the
+    next GPU's start, never overlapping itself. Whole-slot jobs go first, so they stay whole."""
+    pieces, pos = [], 0.0  # GPU-time used so far, GPU after GPU
+    for j, share in sorted(shares, key=lambda js: (-js[1], js[0])):
+        length = share * dt
+        offset = max(0.0, pos - math.floor(pos / dt + 1e-9) * dt)
+        if offset + length <= dt + 1e-9:
+            pieces.append((j, t0 + offset, t0 + min(dt, offset + length)))
+        else:
+            pieces.append((j, t0 + offset, t0 + dt))
+            pieces.append((j, t0, t0 + offset + length - dt))
+        pos += length
+    return pieces
 
 
 def _clean(v: float | None) -> float:

@@ -1,4 +1,4 @@
-"""Real-data instance builder (milp/build.py): shipped instances, determinism, hand-checked units."""
+"""Real-data instance builder (milp/build.py): shipped instances, determinism, units by hand."""
 
 from __future__ import annotations
 

@@ -164,3 +164,28 @@ def test_milp_on_the_shipped_instance_beats_every_greedy(tiny_results):
     assert facts.warm_start_accepted is True and facts.seed_policy in ("feasibility-aware",
                                                                         "wait-awhile")
     assert facts.improved is True
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from milp.model import mcnaughton  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda g: st.tuples(st.just(g), st.lists(
+    st.floats(0.001, 1.0), min_size=1, max_size=10).filter(lambda xs: sum(xs) <= g))))
+def test_mcnaughton_packs_any_feasible_slot(case):
+    gpus, shares = case
+    pieces = mcnaughton(list(enumerate(shares)), 900.0, 900.0)
+    for j, share in enumerate(shares):
+        mine = sorted((a, b) for k, a, b in pieces if k == j)
+        assert sum(b - a for a, b in mine) == pytest.approx(share * 900)
+        assert all(mine[i][1] <= mine[i + 1][0] + 1e-6 for i in range(len(mine) - 1))
+        assert all(900 - 1e-6 <= a and b <= 1800 + 1e-6 for a, b in mine)
+    events = sorted([(a, 1) for _, a, _ in pieces] + [(b, -1) for _, _, b in pieces],
+                    key=lambda e: (round(e[0], 6), e[1]))
+    level = 0
+    for _, d in events:
+        level += d
+        assert level <= gpus

@@ -45,8 +45,9 @@ def test_energy_only_moves_both(tmp_path, gb, gbps):
 def test_feasibility_aware_moves_the_small_checkpoint(tmp_path):
     inst = dark_and_sunny(tmp_path, 5, 10)
     p = POLICIES["feasibility-aware"](inst, None)
+    # it moves at 00:00 (4 s transfer + 10.4 s) and resumes at the next slot start
     assert p.job("j").steps == (Migration("dark", "sunny", 0.0, 5.0, 4.0, 14.4),
-                                Run("sunny", 14.4, 14.4 + 2 * H))
+                                Run("sunny", 900, 900 + 2 * H))
     e = evaluate(inst, p)
     # only the 4 s transfer at the dark site draws grid power: 1.8 kW x 4 s
     assert e.valid and e.grid_energy_kwh == pytest.approx(1.8 * 4 / H)
@@ -112,17 +113,18 @@ def test_transfers_on_one_link_are_serialised(tmp_path):
     p = POLICIES["feasibility-aware"](inst, None)
     starts = sorted(m.start_s for m in moves(p))
     assert starts == [0.0, 40.0]  # 50 GB at 10 Gbps = 40 s each, one after the other
-    # both can run at sunny once the link's 80 s of transfers, load and downtime are over
-    assert {jp.steps[1].start_s for jp in p.jobs} == {80 + 10.4}
-    assert {m.start_s + m.disruption_s for m in moves(p)} == {90.4}
+    assert [m.disruption_s for m in moves(p)] == [50.4, 50.4]
+    # both resume at sunny at the start of the next slot
+    assert {jp.steps[1].start_s for jp in p.jobs} == {900}
     assert evaluate(inst, p).valid
 
 
 def test_a_long_move_arrives_in_a_later_slot(tmp_path):
     inst = dark_and_sunny(tmp_path, 150, 1)  # 1200 s transfer > one 900 s slot
     p = POLICIES["energy-only"](inst, None)
+    # arrives at 00:20:10.4, in slot 1; resumes at the start of slot 2
     assert p.job("j").steps == (Migration("dark", "sunny", 0.0, 150.0, 1200.0, 1210.4),
-                                Run("sunny", 1210.4, 1210.4 + 2 * H))
+                                Run("sunny", 1800, 1800 + 2 * H))
 
 
 def test_a_job_that_cannot_meet_its_deadline_is_reported_not_dropped(tmp_path):

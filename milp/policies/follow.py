@@ -1,11 +1,10 @@
 """The loop shared by the two migrating greedy policies: follow the renewable surplus.
 
-Slot by slot, jobs are taken earliest deadline first. Each looks at the sites it has a link to,
-a free GPU at and room on the link inside the slot; among those the policy's rule accepts, it
-picks the one with the most spare renewable power (kW not used by the jobs placed before it) and
-moves there if that is more than the spare power where it is. A job that stays runs at once if a
-GPU is free; the slot's moves are then committed (see ``simulation.py``) and the movers run at
-their new site. No job ever waits on purpose.
+Slot by slot, jobs are taken earliest deadline first. A job that is not moving looks at the sites
+it has a free link to and that have fewer resident jobs than GPUs; among those the policy's rule
+accepts, it picks the one with the most spare renewable power (kW not used by the jobs placed
+before it) and moves there if that is more than the spare power where it is. Otherwise it runs
+where it is if a GPU is free. No job ever waits on purpose. (Slot semantics: ``simulation.py``.)
 """
 
 from __future__ import annotations
@@ -32,9 +31,6 @@ def follow_renewables(inst: Instance, name: str, accept: Rule,
             dst = _best_move(sim, j, t, accept)
             if dst is None or not sim.move(j, dst, t):
                 sim.run(j, t)
-        for j in sim.commit_moves(t):
-            sim.run(j, t)
-        sim.end_slot(t)
         if progress:
             progress(t + 1, inst.n_slots)
     return sim.plan(name)
@@ -42,11 +38,14 @@ def follow_renewables(inst: Instance, name: str, accept: Rule,
 
 def _best_move(sim: Simulation, j: int, t: int, accept: Rule) -> int | None:
     """The site with the most spare renewable power that beats staying and that j may reach."""
+    if sim.in_flight(j, t):
+        return None
     spare = sim.spare_kw_all(t)
     for d in sorted(range(sim.inst.n_sites), key=lambda d: (-spare[d], d)):
         if spare[d] <= spare[sim.site[j]]:
             return None
-        option = sim.move_option(j, d, t)
-        if option is not None and accept(sim, j, d, t, option[1]):
+        disruption = sim.move_option(j, d, t)
+        if disruption is not None and sim.resident(d, t) < sim.inst.gpus[d] and \
+                accept(sim, j, d, t, disruption):
             return d
     return None
