@@ -283,6 +283,52 @@ def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
     raise typer.Exit(3)
 
 
+# ---- build-instance ---------------------------------------------------------------------
+
+@app.command("build-instance")
+def build_instance_cmd(
+    all_presets: Annotated[bool, typer.Option("--all", help="Rebuild every preset of "
+                                              "instances/presets.toml.")] = False,
+    preset: Annotated[Optional[list[str]], typer.Option(help="Rebuild this preset (repeat).")]
+    = None,
+    instances_dir: Annotated[Path, typer.Option(help="Where presets are built.")]
+    = Path("instances"),
+    out: Annotated[Optional[Path], typer.Option(help="Build one instance from the parameters "
+                                                "below into this folder.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Instance name (default: --out's name).")]
+    = None,
+    day: Annotated[str, typer.Option(help="First local day (CAISO), YYYY-MM-DD.")]
+    = "2019-04-21",
+    days: Annotated[int, typer.Option(help="Consecutive days.")] = 1,
+    sites: Annotated[int, typer.Option(help="Sites.")] = 5,
+    gpus_per_site: Annotated[int, typer.Option(help="GPUs per site.")] = 8,
+    jobs: Annotated[int, typer.Option(help="Jobs.")] = 100,
+    class_mix: Annotated[str, typer.Option(help="Shares of classes A,B,C.")] = "0.5,0.35,0.15",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 1,
+    slot_minutes: Annotated[int, typer.Option(help="Slot length (min).")] = 15,
+) -> None:
+    """Build instances from the real data in instances/sources (see instances/README.md)."""
+    from milp import build
+
+    if all_presets:
+        built = build.build_all(instances_dir)
+    elif preset:
+        built = [p for name_ in preset for p in build.build_preset(name_, instances_dir)]
+    elif out is not None:
+        try:
+            mix = tuple(float(x) for x in class_mix.split(","))
+        except ValueError:
+            raise InputError("--class-mix", f"{class_mix!r} is not three numbers A,B,C") from None
+        params = build.BuildParams(name=name or out.name, day=day, days=days, sites=sites,
+                                   gpus_per_site=gpus_per_site, jobs=jobs, class_mix=mix,
+                                   seed=seed, slot_minutes=slot_minutes)
+        built = [build.build_instance(params, out)]
+    else:
+        raise InputError("build-instance", "say --all, --preset NAME or --out DIR")
+    for path in built:
+        typer.echo(f"built {path}")
+
+
 def main() -> None:
     """Console entry point: run the app; a user mistake is one line on stderr and exit 2."""
     try:
