@@ -102,6 +102,7 @@ class BuildParams:
     solar_share: float = 0.6  # share of sites that are solar-shaped (the others wind-shaped)
     min_job_s: float = 600.0  # Philly jobs shorter than this are not sampled
     max_work_h: float = 12.0  # cap on a job's remaining work (h), also capped to the horizon
+    fit_share: float = 0.5   # work ≤ fit_share × time from release to the horizon's end (h)
 
 
 PARAM_NAMES = tuple(f.name for f in fields(BuildParams))
@@ -180,14 +181,15 @@ def check_params(p: BuildParams, file: str = CLI_FILE) -> BuildParams:
                                f"{list(mix)} (sum {sum(mix):g})")
     for name, lo, hi, lo_open in (("peak_cover", 0.0, 1e6, True), ("solar_share", 0.0, 1.0, False),
                                   ("min_job_s", 0.0, 1e9, False),
-                                  ("max_work_h", 1e-4, 1e6, False)):
+                                  ("max_work_h", 1e-4, 1e6, False),
+                                  ("fit_share", 0.0, 1.0, True)):
         v = getattr(p, name)
         if not _is_num(v) or v < lo or v > hi or (lo_open and v == lo):
             raise bad(name, f"must be a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, "
                             f"got {v!r}")
     p = replace(p, class_mix=tuple(float(x) for x in mix), peak_cover=float(p.peak_cover),
                 solar_share=float(p.solar_share), min_job_s=float(p.min_job_s),
-                max_work_h=float(p.max_work_h), days=int(p.days), sites=int(p.sites),
+                max_work_h=float(p.max_work_h), fit_share=float(p.fit_share), days=int(p.days), sites=int(p.sites),
                 gpus_per_site=int(p.gpus_per_site), jobs=int(p.jobs), seed=int(p.seed),
                 slot_minutes=int(p.slot_minutes))
     for i, d in enumerate(instance_days(p)):
@@ -531,7 +533,7 @@ def make_jobs(data: SourceData, p: BuildParams, start: datetime, site_list: list
         c = CLASSES[int(cls[j])]
         m = by_class[c].iloc[int(model_rng.integers(len(by_class[c])))]
         dur = float(chosen["duration"][j])
-        fit_h = (n_slots - int(release[j])) * slot_s / 3600.0
+        fit_h = p.fit_share * (n_slots - int(release[j])) * slot_s / 3600.0
         units = max(1, math.floor(min(dur / 3600.0, p.max_work_h, fit_h) * 1e4 + 1e-6))
         work_total += units / 1e4
         rows.append([f"j{j + 1:0{width}d}", site_list[int(origin[j])],
@@ -610,7 +612,8 @@ def _params_text(p: BuildParams) -> str:
     return (f"day={p.day} days={p.days} sites={p.sites} gpus_per_site={p.gpus_per_site} "
             f"jobs={p.jobs} class_mix(A/B/C)={mix} seed={p.seed} slot_minutes={p.slot_minutes} "
             f"peak_cover={_num(p.peak_cover)} solar_share={_num(p.solar_share)} "
-            f"min_job_s={_num(p.min_job_s)} max_work_h={_num(p.max_work_h)}")
+            f"min_job_s={_num(p.min_job_s)} max_work_h={_num(p.max_work_h)} "
+            f"fit_share={_num(p.fit_share)}")
 
 
 def _day_range(a: date, b: date) -> str:

@@ -46,6 +46,7 @@ import pyomo.environ as pyo
 
 from milp.instance import Instance
 from milp.plan import Migration, Plan, Run
+from milp.slots import resume_after
 
 #: kWh charged per unfinished GPU-hour in elastic mode: far above any grid energy a GPU-hour
 #: can cost, so unfinished work is minimised first.
@@ -163,11 +164,6 @@ def _move(inst: Instance, j: int, a: int, b: int, t: int, transfer: float,
               for k in range(busy)] if long else [inst.migration.transfer_kw * transfer / 3600.0]
     return Move(j, a, b, t, transfer, long, t + resume_after(disruption, dt), energy,
                 busy if long else 1)
-
-
-def resume_after(disruption_s: float, slot_s: float) -> int:
-    """Slots from a move's slot to the one where the job resumes (it runs from a slot start)."""
-    return max(1, math.ceil(disruption_s / slot_s - 1e-9))
 
 
 # ==================================================================== the Pyomo model ======

@@ -264,7 +264,7 @@ def test_jobs_from_philly(folder):
         assert release == inst.start + timedelta(minutes=tod.total_seconds() // 900 * 15)
         dur = float(j["philly_duration_s"])
         assert dur >= p.min_job_s
-        fit_h = (horizon_end - release).total_seconds() / 3600
+        fit_h = p.fit_share * (horizon_end - release).total_seconds() / 3600
         expect = max(1, math.floor(min(dur / 3600, p.max_work_h, fit_h) * 1e4 + 1e-6)) / 1e4
         assert float(j["work_h"]) == pytest.approx(expect, abs=1e-12)
         assert j["deadline"] == ""

@@ -6,7 +6,9 @@ A move of job j to site d in slot t, stopping the job for ``T_mig`` seconds from
 1. d is in a renewable window and ``T_mig ≤ alpha × W``, W = seconds of that window left at
    the slot start (time feasibility);
 2. the energy breakeven ``transfer_kw · T_transfer / compute_kw`` is shorter than W;
-3. the job has at least the breakeven of work left, so the renewable compute pays the move back;
+3. the job has at least the breakeven of work left, so the renewable compute pays the move back,
+   and it can still finish by its deadline when it resumes at d (at the start of the slot after
+   it arrives) — a move never costs a deadline;
 4. the move makes the job greener: the spare renewable power it could use at d, capped at its
    own power, exceeds what it could use where it is.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from milp import feasibility as fz
 from milp.instance import Instance
+from milp.slots import resume_after
 from milp.plan import Plan
 from milp.policies.follow import follow_renewables
 from milp.policies.simulation import Progress, Simulation
@@ -31,6 +34,9 @@ def in_domain(sim: Simulation, j: int, dst: int, t: int, disruption_s: float) ->
     transfer = float(inst.transfer_s(j, src, dst))
     breakeven = fz.breakeven_s(transfer, inst.migration.transfer_kw, inst.compute_kw[j, dst])
     if breakeven >= window_s or sim.left_s[j] < breakeven:
+        return False
+    resume_s = (t + resume_after(disruption_s, inst.slot_s)) * inst.slot_s
+    if resume_s + sim.left_s[j] > inst.deadline_s[j] + 1e-6:
         return False
     kw_here, kw_there = inst.compute_kw[j, src], inst.compute_kw[j, dst]
     spare = sim.spare_kw_all(t)

@@ -27,6 +27,7 @@ import numpy as np
 
 from milp.instance import Instance
 from milp.plan import JobPlan, Migration, Plan, Run
+from milp.slots import resume_after
 
 #: Below this many seconds of work, a job is done (float noise).
 DONE_S = 1e-6
@@ -90,7 +91,7 @@ class Simulation:
 
     def _resume_slot(self, t: int, disruption_s: float) -> int:
         """First slot a job that stops at the start of slot t for disruption_s can run in."""
-        return int((t * self.slot_s + disruption_s) // self.slot_s) + 1
+        return t + resume_after(disruption_s, self.slot_s)
 
     # ---- decisions ----------------------------------------------------------------------------
     def run(self, j: int, t: int) -> float:

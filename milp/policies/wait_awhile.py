@@ -1,6 +1,7 @@
 """``wait-awhile``: temporal shifting at the origin, no migration ("Let's Wait Awhile").
 
-Jobs are taken earliest deadline first. Each picks, among the slots between its release and its
+Jobs are taken least slack first (deadline − release − work: the jobs that can wait least choose
+first, then earliest deadline). Each picks, among the slots between its release and its
 deadline where its origin has a free GPU, the ones where it would run greenest — the most spare
 renewable power, capped at the job's own power, so a fully green slot is a fully green slot —
 breaking ties by the earlier slot. Spare power is what earlier-placed jobs left, so jobs do not
@@ -16,12 +17,13 @@ import numpy as np
 
 from milp.instance import Instance
 from milp.plan import Plan
-from milp.policies.simulation import DONE_S, Progress, Simulation, by_deadline
+from milp.policies.simulation import DONE_S, Progress, Simulation
 
 
 def plan(inst: Instance, progress: Progress | None = None) -> Plan:
     sim = Simulation(inst)
-    order = by_deadline(inst)
+    slack_s = inst.deadline_s - inst.release_s - inst.work_h * 3600.0
+    order = np.lexsort((np.arange(inst.n_jobs), inst.deadline_slot, slack_s))
     for done, j in enumerate(order, start=1):
         for t in sorted(_choose_slots(sim, j)):
             sim.run(j, t)
