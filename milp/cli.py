@@ -246,7 +246,8 @@ def plan_cmd(
         if solver is not None:
             head.update({f"solver.{k}": getattr(solver, k) for k in (
                 "status", "objective", "bound", "gap", "build_s", "solve_s", "seed_policy",
-                "seed_grid_energy_kwh", "warm_start_accepted", "improved")})
+                "seed_grid_energy_kwh", "warm_start_accepted", "improved",
+                "neighbourhood_steps", "neighbourhood_improvements")})
         _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
         typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)

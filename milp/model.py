@@ -71,14 +71,34 @@ class Move:
 
 
 @dataclass
+class Background:
+    """What the jobs outside the model use (for neighbourhood search over a subset of jobs).
+
+    ``load_kwh`` [n, t] includes the sites' idle energy; ``gpu_share`` [n, t] is the GPU time
+    taken (slot shares); ``link_s`` the seconds of short transfers per (a, b, t); ``link_busy``
+    the (a, b, t) held by long transfers."""
+
+    load_kwh: np.ndarray
+    gpu_share: np.ndarray
+    link_s: dict[tuple[int, int, int], float] = field(default_factory=dict)
+    link_busy: set[tuple[int, int, int]] = field(default_factory=set)
+
+    @classmethod
+    def empty(cls, inst: Instance) -> "Background":
+        return cls(np.repeat(inst.idle_kw[:, None] * inst.slot_h, inst.n_slots, axis=1),
+                   np.zeros((inst.n_sites, inst.n_slots)))
+
+
+@dataclass
 class Index:
     """The model's sparse sets and coefficients, built from an instance with numpy."""
 
     inst: Instance
+    jobs: list[int]                            #: the jobs the model decides
     occ: list[tuple[int, int, int]]
     moves: list[Move]
     fixed_jobs: set[int]                       #: jobs that can never move (o fixed to 1)
-    candidates: list[list[int]]                #: [j] sites considered for job j
+    background: Background
     link_cap: dict[tuple[int, int, int], float] = field(default_factory=dict)
 
     def moves_by(self, key) -> dict:
@@ -88,22 +108,26 @@ class Index:
         return out
 
 
-def build_index(inst: Instance, *, max_sites: int | None = None,
+def build_index(inst: Instance, *, jobs: list[int] | None = None,
+                background: Background | None = None, max_sites: int | None = None,
                 must_include: dict[int, set[int]] | None = None) -> Index:
     """Enumerate the (job, site, slot) triples and moves that can be non-zero.
 
-    ``max_sites`` keeps, per job, its origin, the sites in ``must_include[j]`` (e.g. those a
-    warm-start plan visits) and the best others by renewable energy during the job's slots.
+    ``jobs`` (default all) are the jobs to decide; ``background`` what the others use: link
+    capacity they take is not offered again. ``max_sites`` keeps, per job, its origin, the sites
+    in ``must_include[j]`` (e.g. those a warm-start plan visits) and the best others by renewable
+    energy during the job's slots.
     """
     dt = inst.slot_s
     lost_s = inst.migration.load_time_s + inst.migration.downtime_s
     alpha = inst.migration.alpha
     window_s = inst.remaining_window_slots * dt                 # [n, t] left at slot start
-    occ, moves, fixed, candidates = [], [], set(), []
-    for j in range(inst.n_jobs):
+    bg = background or Background.empty(inst)
+    cap = np.minimum(dt, alpha * window_s) - lost_s            # [b, t] queue allowed at b
+    occ, moves, fixed = [], [], set()
+    for j in (range(inst.n_jobs) if jobs is None else jobs):
         r, d, origin = int(inst.release_slot[j]), int(inst.deadline_slot[j]), int(inst.origin[j])
         sites = _candidates(inst, j, max_sites, (must_include or {}).get(j, set()))
-        candidates.append(sites)
         reach = {n: math.inf for n in sites}
         reach[origin] = r - 1
         options = {}
@@ -129,7 +153,9 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
         job_moves = []
         for (a, b), (ts, transfer, disruption) in options.items():
             for t in ts[ts > reach[a]].tolist():
-                job_moves.append(_move(inst, j, a, b, t, transfer, disruption))
+                mv = _move(inst, j, a, b, t, transfer, disruption)
+                if _link_free(mv, bg, cap[b, t]):
+                    job_moves.append(mv)
         if not job_moves:
             fixed.add(j)
         moves += job_moves
@@ -137,10 +163,21 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
             first = max(r, int(reach[n]) if n != origin else r) if reach[n] < math.inf else None
             if first is not None:
                 occ += [(j, n, t) for t in range(first, d)]
-    index = Index(inst, occ, moves, fixed, candidates)
+    index = Index(inst, list(range(inst.n_jobs)) if jobs is None else list(jobs), occ, moves,
+                  fixed, bg)
     for (a, b, t) in {(mv.src, mv.dst, mv.slot) for mv in moves}:
-        index.link_cap[a, b, t] = min(dt, alpha * window_s[b, t]) - lost_s
+        index.link_cap[a, b, t] = cap[b, t] - bg.link_s.get((a, b, t), 0.0)
     return index
+
+
+def _link_free(mv: Move, bg: Background, cap_s: float) -> bool:
+    """Whether the background leaves link room for this move."""
+    key = (mv.src, mv.dst, mv.slot)
+    if mv.long:
+        return not any((mv.src, mv.dst, mv.slot + i) in bg.link_busy
+                       or bg.link_s.get((mv.src, mv.dst, mv.slot + i), 0.0) > 0
+                       for i in range(mv.link_slots))
+    return key not in bg.link_busy and mv.transfer_s <= cap_s - bg.link_s.get(key, 0.0) + 1e-9
 
 
 def _candidates(inst: Instance, j: int, max_sites: int | None, keep: set[int]) -> list[int]:
@@ -185,7 +222,7 @@ def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
         if j in index.fixed_jobs:
             m.o[j, n, t].fix(1)
     if elastic:
-        m.JOBS = pyo.RangeSet(0, inst.n_jobs - 1)
+        m.JOBS = pyo.Set(initialize=index.jobs, ordered=True)
         m.s = pyo.Var(m.JOBS, bounds=lambda _, j: (0, float(inst.work_h[j])))
 
     _add_flow(m, index)
@@ -258,13 +295,13 @@ def _add_links(m, index: Index) -> None:
 
 
 def _add_gpus(m, index: Index) -> None:
-    """gpus: Σ_j x[j,n,t] ≤ GPUs_n (only where more jobs than GPUs could be)."""
+    """gpus: Σ_j x[j,n,t] ≤ GPUs_n − background share (only where it could bind)."""
     users = defaultdict(list)
     for (j, n, t) in index.occ:
         users[n, t].append(m.x[j, n, t])
-    gpus = index.inst.gpus
-    m.gpus = pyo.Constraint([key for key, vs in sorted(users.items()) if len(vs) > gpus[key[0]]],
-                            rule=lambda _, n, t: sum(users[n, t]) <= int(gpus[n]))
+    free = index.inst.gpus[:, None] - index.background.gpu_share
+    m.gpus = pyo.Constraint([key for key, vs in sorted(users.items()) if len(vs) > free[key] - 1e-9],
+                            rule=lambda _, n, t: sum(users[n, t]) <= max(0.0, float(free[n, t])))
 
 
 def _add_work(m, index: Index, elastic: bool) -> None:
@@ -277,11 +314,11 @@ def _add_work(m, index: Index, elastic: bool) -> None:
     def work(_, j):
         done = inst.slot_h * sum(per_job[j])
         return done + (m.s[j] if elastic else 0) == float(inst.work_h[j])
-    m.work = pyo.Constraint(range(inst.n_jobs), rule=work)
+    m.work = pyo.Constraint(index.jobs, rule=work)
 
 
 def _add_grid(m, index: Index) -> None:
-    """grid: g[n,t] ≥ idle_n·h + Σ_j kW_jn·h·x + Σ_moves-from-n e_kt·m_k − R_nt·h (kWh)."""
+    """grid: g[n,t] ≥ idle_n·h (+ background) + Σ_j kW_jn·h·x + Σ_moves-from-n e_kt·m_k − R_nt·h."""
     inst = index.inst
     h = inst.slot_h
     load = defaultdict(list)
@@ -291,8 +328,9 @@ def _add_grid(m, index: Index) -> None:
         for i, e in enumerate(mv.energy_kwh):
             load[mv.src, mv.slot + i].append(e * m.m[k])
 
-    m.load_kwh = pyo.Expression(m.SLOTS, rule=lambda _, n, t: float(inst.idle_kw[n] * h)
-                            + sum(load.get((n, t), ())))
+    fixed = index.background.load_kwh
+    m.load_kwh = pyo.Expression(m.SLOTS, rule=lambda _, n, t: float(fixed[n, t])
+                                + sum(load.get((n, t), ())))
     m.grid = pyo.Constraint(m.SLOTS, rule=lambda _, n, t: m.g[n, t] >= m.load_kwh[n, t]
                             - float(inst.renewable_kw[n, t] * h))
 
@@ -313,94 +351,150 @@ def _add_objective(m, index: Index, elastic: bool) -> None:
     m.objective = pyo.Objective(expr=expr, sense=pyo.minimize)
 
 
-# ================================================================ solution <-> plan ======
+# ================================================================== slot-level solution ====
 
-def warm_start(m, index: Index, plan: Plan) -> int:
-    """Set variable values from a plan made under the same slot semantics (a greedy plan).
+@dataclass
+class Solution:
+    """A plan at slot level: shares ``x[(j, n, t)]`` (0–1 of slot t at site n) and the moves
+    ``(j, a, b, t)`` made at the start of slot t. :func:`plan_from_solution` turns it into exact
+    steps; :func:`solution_from_plan` reads a greedy plan back (same slot semantics)."""
 
-    Returns how many jobs' values were set; a job whose plan the model cannot represent (a move
-    outside MOV, work after the deadline) is left to the solver."""
-    inst = index.inst
+    x: dict[tuple[int, int, int], float] = field(default_factory=dict)
+    moves: set[tuple[int, int, int, int]] = field(default_factory=set)
+
+    def only(self, jobs) -> "Solution":
+        keep = set(jobs)
+        return Solution({k: v for k, v in self.x.items() if k[0] in keep},
+                        {mv for mv in self.moves if mv[0] in keep})
+
+    def replace(self, jobs, other: "Solution") -> "Solution":
+        drop = set(jobs)
+        x = {k: v for k, v in self.x.items() if k[0] not in drop}
+        x.update(other.x)
+        return Solution(x, {mv for mv in self.moves if mv[0] not in drop} | other.moves)
+
+
+def solution_from_plan(inst: Instance, plan: Plan) -> Solution:
+    """Slot-level view of a plan made under the planners' slot semantics."""
     dt = inst.slot_s
-    move_key = {(mv.job, mv.src, mv.dst, mv.slot): k for k, mv in enumerate(index.moves)}
-    occ = set(index.occ)
-    set_jobs = 0
-    values = {}
+    sol = Solution()
     for jp in plan.jobs:
         j = inst.job_index_map.get(jp.job)
         if j is None:
             continue
-        r, d = int(inst.release_slot[j]), int(inst.deadline_slot[j])
-        site = np.full(d - r, int(inst.origin[j]))
-        run = defaultdict(float)
-        job_values, ok = {}, True
         for step in jp.steps:
             if isinstance(step, Migration):
-                a, b = inst.site_index_map[step.src], inst.site_index_map[step.dst]
-                t = int(step.start_s // dt)
-                k = move_key.get((j, a, b, t))
-                if k is None:
-                    ok = False
-                    break
-                job_values[("m", k)] = 1.0
-                site[max(0, t - r):] = b
-            else:
-                n = inst.site_index_map[step.site]
-                for t in range(int(step.start_s // dt), min(inst.n_slots, math.ceil(step.end_s / dt))):
-                    overlap = min(step.end_s, (t + 1) * dt) - max(step.start_s, t * dt)
-                    if overlap > 0:
-                        run[n, t] += overlap / dt
-        if not ok or any(t >= d or t < r or (j, n, t) not in occ for (n, t) in run):
+                sol.moves.add((j, inst.site_index_map[step.src], inst.site_index_map[step.dst],
+                               int(step.start_s // dt)))
+                continue
+            n = inst.site_index_map[step.site]
+            for t in range(int(step.start_s // dt), min(inst.n_slots, math.ceil(step.end_s / dt))):
+                overlap = min(step.end_s, (t + 1) * dt) - max(step.start_s, t * dt)
+                if overlap > 0:
+                    sol.x[j, n, t] = sol.x.get((j, n, t), 0.0) + overlap / dt
+    return sol
+
+
+def solution_from_model(m, index: Index) -> Solution:
+    x = {key: _clean(m.x[key].value) for key in index.occ}
+    moves = {(mv.job, mv.src, mv.dst, mv.slot) for k, mv in enumerate(index.moves)
+             if (m.m[k].value or 0) > 0.5}
+    return Solution({k: v for k, v in x.items() if v > 0}, moves)
+
+
+def background_of(inst: Instance, sol: Solution) -> Background:
+    """What a (partial) solution uses: load with idle, GPU shares, link seconds and holds."""
+    bg = Background.empty(inst)
+    for (j, n, t), share in sol.x.items():
+        bg.load_kwh[n, t] += float(inst.compute_kw[j, n]) * inst.slot_h * share
+        bg.gpu_share[n, t] += share
+    for (j, a, b, t) in sol.moves:
+        mv = _move_of(inst, j, a, b, t)
+        for i, e in enumerate(mv.energy_kwh):
+            if t + i < inst.n_slots:
+                bg.load_kwh[a, t + i] += e
+        if mv.long:
+            bg.link_busy.update((a, b, t + i) for i in range(mv.link_slots))
+        else:
+            bg.link_s[a, b, t] = bg.link_s.get((a, b, t), 0.0) + mv.transfer_s
+    return bg
+
+
+def _move_of(inst: Instance, j: int, a: int, b: int, t: int) -> Move:
+    transfer = float(inst.transfer_s(j, a, b))
+    lost_s = inst.migration.load_time_s + inst.migration.downtime_s
+    return _move(inst, j, a, b, t, transfer, transfer + lost_s)
+
+
+def warm_start(m, index: Index, sol: Solution) -> int:
+    """Set the model's variables from a slot-level solution; return how many jobs fit the
+    model (a job whose moves or runs the model cannot represent is left to the solver)."""
+    inst = index.inst
+    move_key = {(mv.job, mv.src, mv.dst, mv.slot): k for k, mv in enumerate(index.moves)}
+    occ = set(index.occ)
+    o_val, x_val, m_val, fitted = {}, {}, {}, 0
+    for j in index.jobs:
+        r, d = int(inst.release_slot[j]), int(inst.deadline_slot[j])
+        mine = sorted((t, a, b) for (jj, a, b, t) in sol.moves if jj == j)
+        runs = {(n, t): v for (jj, n, t), v in sol.x.items() if jj == j}
+        if any((j, a, b, t) not in move_key for t, a, b in mine) or \
+                any((j, n, t) not in occ for (n, t) in runs):
             continue
+        site, where, ok = int(inst.origin[j]), {}, True
         for t in range(r, d):
-            n = int(site[t - r])
-            if (j, n, t) not in occ:
+            for (tt, a, b) in mine:
+                if tt == t:
+                    site = b
+            if (j, site, t) not in occ:
                 ok = False
                 break
-            job_values[("o", j, n, t)] = 1.0
+            where[t] = site
         if not ok:
             continue
-        for (n, t), share in run.items():
-            job_values[("x", j, n, t)] = min(1.0, share)
-        values.update(job_values)
-        set_jobs += 1
-    for (j, n, t) in index.occ:
-        if not m.o[j, n, t].fixed:
-            m.o[j, n, t].set_value(values.get(("o", j, n, t), 0.0))
-        m.x[j, n, t].set_value(values.get(("x", j, n, t), 0.0))
+        o_val.update({(j, n, t): 1.0 for t, n in where.items()})
+        x_val.update({(j, n, t): min(1.0, v) for (n, t), v in runs.items()})
+        m_val.update({move_key[j, a, b, t]: 1.0 for t, a, b in mine})
+        fitted += 1
+    for key in index.occ:
+        if not m.o[key].fixed:
+            m.o[key].set_value(o_val.get(key, 0.0))
+        m.x[key].set_value(x_val.get(key, 0.0))
     for k in m.MOV:
-        m.m[k].set_value(values.get(("m", k), 0.0))
+        m.m[k].set_value(m_val.get(k, 0.0))
     for (n, t) in m.SLOTS:
-        m.g[n, t].set_value(max(0.0, pyo.value(m.load_kwh[n, t]) - inst.renewable_kw[n, t] * inst.slot_h))
-    return set_jobs
+        m.g[n, t].set_value(max(0.0, pyo.value(m.load_kwh[n, t])
+                                - inst.renewable_kw[n, t] * inst.slot_h))
+    if hasattr(m, "s"):
+        for j in index.jobs:
+            done = sum(v for (jj, _, _), v in x_val.items() if jj == j) * inst.slot_h
+            m.s[j].set_value(max(0.0, float(inst.work_h[j]) - done))
+    return fitted
 
 
-def extract_plan(m, index: Index, policy: str = "milp", info: dict | None = None) -> Plan:
-    """Turn a solution into exact steps.
+def plan_from_solution(inst: Instance, sol: Solution, policy: str = "milp",
+                       info: dict | None = None) -> Plan:
+    """Turn a slot-level solution into exact steps.
 
     Moves on one link in one slot send their checkpoints one after the other from the slot
     start, in job order (each disrupted for its own transfer + load + downtime); the jobs of a
     site and slot are packed on its GPUs by McNaughton's wrap-around rule.
     """
-    inst = index.inst
     dt = inst.slot_s
     lost_s = inst.migration.load_time_s + inst.migration.downtime_s
     steps: dict[int, list] = defaultdict(list)
     by_link = defaultdict(list)
-    for k in m.MOV:
-        if (m.m[k].value or 0) > 0.5:
-            mv = index.moves[k]
-            by_link[mv.src, mv.dst, mv.slot].append(mv)
-    for (a, b, t), moves in sorted(by_link.items()):
+    for (j, a, b, t) in sol.moves:
+        by_link[a, b, t].append(j)
+    for (a, b, t), jobs in sorted(by_link.items()):
         start = t * dt
-        for mv in sorted(moves, key=lambda mv: mv.job):
-            steps[mv.job].append(Migration(inst.sites[a], inst.sites[b], start,
-                                           float(inst.checkpoint_gb[mv.job]), mv.transfer_s,
-                                           mv.transfer_s + lost_s))
-            start += mv.transfer_s
+        for j in sorted(jobs):
+            transfer = float(inst.transfer_s(j, a, b))
+            steps[j].append(Migration(inst.sites[a], inst.sites[b], start,
+                                      float(inst.checkpoint_gb[j]), transfer, transfer + lost_s))
+            start += transfer
     per_cell = defaultdict(list)
-    for (j, n, t) in index.occ:
-        share = _clean(m.x[j, n, t].value)
+    for (j, n, t), share in sorted(sol.x.items()):
+        share = _clean(share)
         if share > 0:
             per_cell[n, t].append((j, share))
     for (n, t), jobs in sorted(per_cell.items()):
