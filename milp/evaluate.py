@@ -28,8 +28,9 @@ import numpy as np
 from milp.instance import Instance
 from milp.plan import Migration, Plan, Run
 
-#: Slack for comparing times (s): below a microsecond, two instants are the same.
-EPS_S = 1e-6
+#: Slack for comparing times (s): below a tenth of a millisecond, two instants are the same
+#: (solvers return shares of a slot to ~1e-9, i.e. ~1e-6 s of a 15-minute slot).
+EPS_S = 1e-4
 #: Relative slack for comparing rates, sizes and energies.
 EPS_REL = 1e-9
 

@@ -31,6 +31,7 @@ Constraints (one family each; see the functions below)
     gpus      Σ_j x[j,n,t] ≤ GPUs_n
     work      Σ_{n,t} x[j,n,t]·Δ/3600 (+ s[j]) = work_j
     grid      g[n,t] ≥ idle_n·h + Σ_j kW_jn·h·x[j,n,t] + Σ_{k from n} P_tr·overlap_kt/3600·m_k − R_nt·h
+              (cells no job can touch add their max(0, idle_n·h − R_nt·h) as a constant)
 
 Objective (kWh): min Σ g + w_mig·Σ m + w_c·Σ x·h·((t+1)·h − release_j) (+ 1000·Σ s if elastic).
 """
@@ -110,13 +111,14 @@ class Index:
 
 def build_index(inst: Instance, *, jobs: list[int] | None = None,
                 background: Background | None = None, max_sites: int | None = None,
-                must_include: dict[int, set[int]] | None = None) -> Index:
+                must_include: dict[int, set[int]] | None = None, with_moves: bool = True
+                ) -> Index:
     """Enumerate the (job, site, slot) triples and moves that can be non-zero.
 
     ``jobs`` (default all) are the jobs to decide; ``background`` what the others use: link
     capacity they take is not offered again. ``max_sites`` keeps, per job, its origin, the sites
     in ``must_include[j]`` (e.g. those a warm-start plan visits) and the best others by renewable
-    energy during the job's slots.
+    energy during the job's slots. ``with_moves=False`` only sizes the model (no moves listed).
     """
     dt = inst.slot_s
     lost_s = inst.migration.load_time_s + inst.migration.downtime_s
@@ -127,47 +129,57 @@ def build_index(inst: Instance, *, jobs: list[int] | None = None,
     occ, moves, fixed = [], [], set()
     for j in (range(inst.n_jobs) if jobs is None else jobs):
         r, d, origin = int(inst.release_slot[j]), int(inst.deadline_slot[j]), int(inst.origin[j])
-        sites = _candidates(inst, j, max_sites, (must_include or {}).get(j, set()))
-        reach = {n: math.inf for n in sites}
-        reach[origin] = r - 1
-        options = {}
-        for a in sites:
-            for b in sites:
-                if a == b or inst.link_gbps[a, b] <= 0:
-                    continue
-                transfer = float(inst.transfer_s(j, a, b))
-                disruption = transfer + lost_s
-                t = np.arange(r, d)
-                ok = (disruption <= alpha * window_s[b, r:d] + 1e-9) & \
-                     (t + resume_after(disruption, dt) < d)
-                if ok.any():
-                    options[a, b] = (t[ok], transfer, disruption)
+        sites = np.array(_candidates(inst, j, max_sites, (must_include or {}).get(j, set())))
+        ok, transfer, disruption = _domain_moves(inst, j, sites, r, d, window_s)
+        t = np.arange(r, d)
+        reach = np.full(len(sites), np.inf)                      # last slot before first stay
+        reach[np.flatnonzero(sites == origin)] = r - 1
         for _ in range(len(sites)):                              # Bellman-Ford on first reach
-            changed = False
-            for (a, b), (ts, _, _) in options.items():
-                later = ts[ts > reach[a]]
-                if later.size and later[0] < reach[b]:
-                    reach[b], changed = int(later[0]), True
-            if not changed:
+            later = ok & (t[None, None, :] > reach[:, None, None])
+            first = np.where(later.any(axis=2), t[np.argmax(later, axis=2)], np.inf).min(axis=0)
+            new = np.minimum(reach, first)
+            if np.array_equal(new, reach):
                 break
+            reach = new
         job_moves = []
-        for (a, b), (ts, transfer, disruption) in options.items():
-            for t in ts[ts > reach[a]].tolist():
-                mv = _move(inst, j, a, b, t, transfer, disruption)
-                if _link_free(mv, bg, cap[b, t]):
-                    job_moves.append(mv)
+        usable = ok & (t[None, None, :] > reach[:, None, None])
+        if not with_moves:
+            usable[:] = False
+            job_moves = [None] if ok.any() else []
+        for ai, bi, ti in zip(*np.nonzero(usable)):
+            a, b, slot = int(sites[ai]), int(sites[bi]), int(t[ti])
+            mv = _move(inst, j, a, b, slot, float(transfer[ai, bi]), float(disruption[ai, bi]))
+            if _link_free(mv, bg, cap[b, slot]):
+                job_moves.append(mv)
         if not job_moves:
             fixed.add(j)
-        moves += job_moves
-        for n in sites:
-            first = max(r, int(reach[n]) if n != origin else r) if reach[n] < math.inf else None
-            if first is not None:
-                occ += [(j, n, t) for t in range(first, d)]
+        moves += [mv for mv in job_moves if mv is not None]
+        for i, n in enumerate(sites.tolist()):
+            if reach[i] < np.inf:
+                occ += [(j, n, slot) for slot in range(max(r, int(reach[i])), d)]
     index = Index(inst, list(range(inst.n_jobs)) if jobs is None else list(jobs), occ, moves,
                   fixed, bg)
     for (a, b, t) in {(mv.src, mv.dst, mv.slot) for mv in moves}:
         index.link_cap[a, b, t] = cap[b, t] - bg.link_s.get((a, b, t), 0.0)
     return index
+
+
+def _domain_moves(inst: Instance, j: int, sites: np.ndarray, r: int, d: int,
+                  window_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ok[a, b, t−r]: job j may move sites[a]→sites[b] in slot t (a link, inside the feasibility
+    domain, resuming before its deadline); with the transfer and disruption seconds [a, b]."""
+    dt = inst.slot_s
+    gbps = inst.link_gbps[np.ix_(sites, sites)]
+    with np.errstate(divide="ignore"):
+        transfer = np.where(gbps > 0, 8.0 * inst.checkpoint_gb[j] / np.where(gbps > 0, gbps, 1),
+                            np.inf)
+    disruption = transfer + inst.migration.load_time_s + inst.migration.downtime_s
+    resume = np.where(np.isfinite(disruption),
+                      np.maximum(1, np.ceil(disruption / dt - 1e-9)), np.inf)
+    t = np.arange(r, d)
+    ok = (disruption[:, :, None] <= inst.migration.alpha * window_s[sites][None, :, r:d] + 1e-9) \
+        & (t[None, None, :] + resume[:, :, None] < d)
+    return ok, transfer, disruption
 
 
 def _link_free(mv: Move, bg: Background, cap_s: float) -> bool:
@@ -211,8 +223,10 @@ def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
     m = pyo.ConcreteModel(name=f"milp-{inst.name}")
     m.OCC = pyo.Set(initialize=index.occ, dimen=3, ordered=True)
     m.MOV = pyo.RangeSet(0, len(index.moves) - 1) if index.moves else pyo.Set(initialize=[])
-    m.SLOTS = pyo.Set(initialize=[(n, t) for n in range(inst.n_sites)
-                                  for t in range(inst.n_slots)], dimen=2, ordered=True)
+    touched = {(n, t) for (_, n, t) in index.occ} | {
+        (mv.src, mv.slot + i) for mv in index.moves for i in range(len(mv.energy_kwh))
+        if mv.slot + i < inst.n_slots}
+    m.SLOTS = pyo.Set(initialize=sorted(touched), dimen=2, ordered=True)
 
     m.o = pyo.Var(m.OCC, domain=pyo.Binary)
     m.x = pyo.Var(m.OCC, bounds=(0, 1))
@@ -336,11 +350,19 @@ def _add_grid(m, index: Index) -> None:
 
 
 def _add_objective(m, index: Index, elastic: bool) -> None:
-    """min Σ g + w_mig·Σ m + w_c·Σ x·h·((t+1)·h − release_h) (+ elastic penalty on s)."""
+    """min Σ g + w_mig·Σ m + w_c·Σ x·h·((t+1)·h − release_h) (+ elastic penalty on s).
+
+    g exists only for the (site, slot) cells the model's jobs can touch; the grid energy of the
+    others (background load, idle power) is a constant of the objective."""
     inst = index.inst
     w = inst.objective
     h = inst.slot_h
-    energy = pyo.quicksum(m.g.values())
+    bg = index.background
+    untouched = np.ones((inst.n_sites, inst.n_slots), dtype=bool)
+    for key in m.SLOTS:
+        untouched[key] = False
+    constant = float((np.maximum(0.0, bg.load_kwh - inst.renewable_kw * h) * untouched).sum())
+    energy = pyo.quicksum(m.g.values()) + constant
     moves = pyo.quicksum(m.m.values())
     late = pyo.quicksum((((t + 1) - inst.release_slot[j]) * h * h) * m.x[j, n, t]
                         for (j, n, t) in index.occ)
@@ -366,6 +388,15 @@ class Solution:
         keep = set(jobs)
         return Solution({k: v for k, v in self.x.items() if k[0] in keep},
                         {mv for mv in self.moves if mv[0] in keep})
+
+    def without_idle_moves(self) -> "Solution":
+        """Drop moves after a job's last run: they cannot help (a time-limited solve may
+        return them) and a plan must not move a finished job."""
+        last: dict[int, int] = {}
+        for (j, _, t), v in self.x.items():
+            if v > 0:
+                last[j] = max(last.get(j, -1), t)
+        return Solution(dict(self.x), {mv for mv in self.moves if mv[3] <= last.get(mv[0], -1)})
 
     def replace(self, jobs, other: "Solution") -> "Solution":
         drop = set(jobs)
@@ -399,7 +430,16 @@ def solution_from_model(m, index: Index) -> Solution:
     x = {key: _clean(m.x[key].value) for key in index.occ}
     moves = {(mv.job, mv.src, mv.dst, mv.slot) for k, mv in enumerate(index.moves)
              if (m.m[k].value or 0) > 0.5}
-    return Solution({k: v for k, v in x.items() if v > 0}, moves)
+    x = {k: v for k, v in x.items() if v > 0}
+    if not hasattr(m, "s"):  # snap each job's work to exactly work_h (solver tolerance ~1e-9)
+        done = defaultdict(float)
+        for (j, _, _), v in x.items():
+            done[j] += v * index.inst.slot_h
+        for key in x:
+            want = float(index.inst.work_h[key[0]])
+            if abs(done[key[0]] - want) <= 1e-6 * want:
+                x[key] = min(1.0, x[key] * want / done[key[0]])
+    return Solution(x, moves).without_idle_moves()
 
 
 def background_of(inst: Instance, sol: Solution) -> Background:

@@ -56,10 +56,12 @@ class SolveOptions:
     warm_start: bool = True
     neighbourhood: bool = True    #: improve by neighbourhood search after the whole model
     search_share: float = 0.5     #: share of the time for the search (when the whole model runs)
-    full_model_max_vars: int = 150_000  #: build the whole model up to this many triples
+    full_model_max_vars: int = 30_000   #: build the whole model up to this many triples
     neighbourhood_jobs: int = 8   #: jobs freed per neighbourhood step (adapted as it runs)
     step_time_s: float = 3.0      #: time limit of one neighbourhood step
     patience: int = 30            #: group steps without improvement before the search stops
+    search_sites: int | None = 6  #: candidate sites per job in a search step (origin, current
+    #: sites, then the greenest); None: all
     search_min_vars: int = 5_000  #: smaller whole models go straight to HiGHS
     seed: int = 0                 #: random choices of the neighbourhood search
     log_path: str | None = None   #: keep HiGHS's log of the whole model here
@@ -190,7 +192,8 @@ class _Whole:
 def _model_size(inst: Instance, opt: SolveOptions, seed) -> int:
     """(job, site, slot) triples of the whole model."""
     must = _visited_sites(inst, seed[1]) if seed else {}
-    return len(build_index(inst, max_sites=opt.max_sites, must_include=must).occ)
+    return len(build_index(inst, max_sites=opt.max_sites, must_include=must,
+                           with_moves=False).occ)
 
 
 def _solve_whole(inst, opt: SolveOptions, seed, incumbent: Solution | None,
@@ -200,9 +203,11 @@ def _solve_whole(inst, opt: SolveOptions, seed, incumbent: Solution | None,
     started = time.perf_counter()
     must = {j: {b for (jj, _, b, _) in incumbent.moves if jj == j}
             for j in range(inst.n_jobs)} if incumbent else {}
-    index = build_index(inst, max_sites=opt.max_sites, must_include=must)
-    if len(index.occ) > opt.full_model_max_vars and incumbent is not None:
+    if incumbent is not None and len(build_index(
+            inst, max_sites=opt.max_sites, must_include=must, with_moves=False).occ) > \
+            opt.full_model_max_vars:
         return _Whole(status="neighbourhood_only", build_s=time.perf_counter() - started)
+    index = build_index(inst, max_sites=opt.max_sites, must_include=must)
     model = build_model(index, elastic=opt.elastic)
     if incumbent is not None:
         cap = objective_of(inst, incumbent)[1]
@@ -301,14 +306,17 @@ def _improve(inst: Instance, opt: SolveOptions, sol: Solution, jobs: list[int], 
     seconds)."""
     others = [j for j in range(inst.n_jobs) if j not in set(jobs)]
     must = {j: {b for (jj, _, b, _) in sol.moves if jj == j} for j in jobs}
+    sites = min(x for x in (opt.max_sites, opt.search_sites) if x) if opt.search_sites else \
+        opt.max_sites
     index = build_index(inst, jobs=jobs, background=background_of(inst, sol.only(others)),
-                        max_sites=opt.max_sites, must_include=must)
+                        max_sites=sites, must_include=must)
     model = build_model(index)
     if warm_start(model, index, sol.only(jobs)) < len(jobs):
         return None, False, 0.0
     current = pyo.value(model.objective)
     model.cap = pyo.Constraint(expr=model.objective.expr <= current + 1e-9)
     solver = _highs(opt)
+    solver.highs_options["presolve"] = "off"  # presolve costs more than it saves on these
     solver.config.warmstart = True
     solver.config.mip_gap = 1e-4
     solver.config.time_limit = max(0.2, min(opt.step_time_s, until - time.perf_counter()))

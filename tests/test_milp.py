@@ -189,3 +189,19 @@ def test_mcnaughton_packs_any_feasible_slot(case):
     for _, d in events:
         level += d
         assert level <= gpus
+
+
+SHIPPED = sorted(p.parent for p in (TINY.parent).rglob("instance.toml"))
+
+
+@pytest.mark.parametrize("directory", SHIPPED, ids=[str(p.relative_to(TINY.parent)) for p in SHIPPED])
+def test_milp_is_valid_and_beats_every_greedy_on_every_shipped_instance(directory):
+    inst = load_instance(directory)
+    plan, facts = plan_milp(inst, SolveOptions(time_limit_s=8, gap=0.01))
+    e = evaluate(inst, plan)
+    assert e.valid, e.violations[:3]
+    assert e.migrations_outside_domain == 0 and e.deadline_misses == 0
+    assert e.grid_energy_kwh == pytest.approx(facts.grid_energy_kwh, rel=1e-6, abs=1e-9)
+    for name, policy in POLICIES.items():
+        greedy = evaluate(inst, policy(inst, None)).grid_energy_kwh
+        assert e.grid_energy_kwh <= greedy + 1e-9, name
