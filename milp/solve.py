@@ -55,7 +55,7 @@ class SolveOptions:
     max_sites: int | None = None  #: candidate sites per job (None: all)
     warm_start: bool = True
     neighbourhood: bool = True    #: improve by neighbourhood search after the whole model
-    search_share: float = 0.5     #: share of the time for the search (when the whole model runs)
+    search_share: float = 0.35    #: share of the time for the search (when the whole model runs)
     full_model_max_vars: int = 30_000   #: build the whole model up to this many triples
     neighbourhood_jobs: int = 8   #: jobs freed per neighbourhood step (adapted as it runs)
     step_time_s: float = 3.0      #: time limit of one neighbourhood step

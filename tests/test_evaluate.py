@@ -253,14 +253,19 @@ def instance_and_plan(draw):
     return sites, renewable, links, jobs, slots, steps_of
 
 
+def load_case(case):
+    """The drawn instance, loaded through the real loader (hourly slots)."""
+    sites, renewable, links, jobs, _, _ = case
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_instance(write_instance(Path(tmp), sites=sites, renewable=renewable,
+                                            jobs=jobs, links=links, slot_minutes=60))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instance_and_plan())
 def test_energy_is_never_negative_and_balances(case):
-    sites, renewable, links, jobs, slots, steps_of = case
-    with tempfile.TemporaryDirectory() as tmp:
-        inst = load_instance(write_instance(Path(tmp), sites=sites, renewable=renewable,
-                                            jobs=jobs, links=links, slot_minutes=60))
-    e = evaluate(inst, plan(inst, *steps_of.items()))
+    inst = load_case(case)
+    e = evaluate(inst, plan(inst, *case[-1].items()))
     for arr in (e.load_kwh, e.grid_kwh, e.renewable_used_kwh, e.migration_kwh):
         assert (arr >= -1e-12).all()
     np.testing.assert_allclose(e.renewable_used_kwh + e.grid_kwh, e.load_kwh, atol=1e-9)
@@ -276,10 +281,7 @@ def test_energy_is_never_negative_and_balances(case):
 @given(instance_and_plan())
 def test_valid_run_only_plans_use_exactly_their_run_energy(case):
     """A plan of whole runs at the origin: energy = sum of run hours × 0.75 kW."""
-    sites, renewable, links, jobs, slots, _ = case
-    with tempfile.TemporaryDirectory() as tmp:
-        inst = load_instance(write_instance(Path(tmp), sites=sites, renewable=renewable,
-                                            jobs=jobs, links=links, slot_minutes=60))
+    inst, jobs = load_case(case), case[3]
     steps = {j["job"]: [Run(j["origin"], j["release_h"] * H, (j["release_h"] + j["work_h"]) * H)]
              for j in jobs}
     e = evaluate(inst, plan(inst, *steps.items()))
