@@ -105,7 +105,8 @@ def feasibility(
              "budget_s": r.budget_s, "window_h": r.window_h, "alpha": r.alpha,
              "max_checkpoint_gb": r.max_checkpoint_gb}
     if as_json:
-        typer.echo(json.dumps(facts, indent=2))
+        _emit_json({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                    for k, v in facts.items()})
         return
     verdict = "feasible" if r.feasible else "NOT feasible"
     typer.echo("\n".join([
@@ -222,6 +223,7 @@ def plan_cmd(
     if policy not in POLICIES and policy != "milp":
         raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
                          f"{', '.join(POLICIES)})")
+    _check_out_dir(out)
     inst = load_instance(directory)
     started = time.perf_counter()
     solver = None
@@ -253,6 +255,11 @@ def plan_cmd(
     raise typer.Exit(0 if result.valid else 1)
 
 
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(str(out), "--out must be a folder, and this is a file")
+
+
 def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
     """Solve; when no plan exists, list the jobs that cannot finish and why, and exit 3."""
     from milp.explain import explain_unfinished
@@ -270,9 +277,15 @@ def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
             typer.echo(f"error: the solver found no plan ({e.facts.status}); raise --time-limit "
                        f"or try --elastic", err=True)
             raise typer.Exit(3)
-    relaxed, _ = plan_milp(inst, SolveOptions(time_limit_s=time_limit, gap=max(gap, 1e-2),
-                                              threads=threads, elastic=True,
-                                              max_sites=max_sites))
+    try:
+        relaxed, _ = plan_milp(inst, SolveOptions(time_limit_s=time_limit, gap=max(gap, 1e-2),
+                                                  threads=threads, elastic=True,
+                                                  max_sites=max_sites))
+    except NoPlanFound as e:
+        typer.echo(f"error: no plan meets every deadline, and the elastic plan that would say "
+                   f"which jobs could not be found either ({e.facts.status}); raise "
+                   f"--time-limit", err=True)
+        raise typer.Exit(3) from None
     lines = explain_unfinished(inst, relaxed.info.get("unfinished_gpu_h", {}))
     typer.echo("error: no plan meets every deadline:", err=True)
     for line in lines[:15]:
@@ -282,6 +295,40 @@ def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
     typer.echo("Rerun with --elastic to plan anyway (unfinished work minimised first).",
                err=True)
     raise typer.Exit(3)
+
+
+# ---- bench ----------------------------------------------------------------------------------
+
+@app.command()
+def bench(
+    instances: Annotated[list[Path], typer.Argument(help="Instance folders.")],
+    out: Annotated[Path, typer.Option(help="Results folder (cells are kept: reruns resume).")],
+    policies: Annotated[str, typer.Option(help="Comma-separated policies.")]
+    = ",".join(("static", "wait-awhile", "energy-only", "feasibility-aware", "milp")),
+    time_limit: Annotated[float, typer.Option(help="milp: solver seconds per instance.",
+                                              min=0)] = 60.0,
+) -> None:
+    """Run every policy on every instance, score with the evaluator, write results.csv,
+    results.md and figures (grid energy, JCT, one instance's per-site timeline)."""
+    from rich.progress import Progress
+
+    from milp.bench import run_bench
+    from milp.policies import POLICIES
+
+    _check_out_dir(out)
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    for name in names:
+        if name not in POLICIES and name != "milp":
+            raise InputError("--policies", f"unknown policy {name!r} (known: milp, "
+                             f"{', '.join(POLICIES)})")
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("bench", total=len(instances) * len(names))
+        table = run_bench(instances, names, out, time_limit,
+                          lambda cell: bar.update(task, advance=1, description=cell))
+    cols = ["instance", "policy", "grid_energy_kwh", "mean_jct_h", "migrations",
+            "migrations_outside_domain", "deadline_misses", "valid"]
+    typer.echo(table[cols].round(3).to_string(index=False))
+    typer.echo(f"wrote {out / 'results.csv'}, {out / 'results.md'} and figures")
 
 
 # ---- build-instance ---------------------------------------------------------------------
@@ -320,6 +367,7 @@ def build_instance_cmd(
             mix = tuple(float(x) for x in class_mix.split(","))
         except ValueError:
             raise InputError("--class-mix", f"{class_mix!r} is not three numbers A,B,C") from None
+        _check_out_dir(out)
         params = build.BuildParams(name=name or out.name, day=day, days=days, sites=sites,
                                    gpus_per_site=gpus_per_site, jobs=jobs, class_mix=mix,
                                    seed=seed, slot_minutes=slot_minutes)

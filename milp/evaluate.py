@@ -21,6 +21,7 @@ Accounting rules (README.md, "How plans are scored"):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,8 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
     v: list[str] = []
     if plan.instance != inst.name:
         v.append(f"plan is for instance {plan.instance!r}, not {inst.name!r}")
+    if _instant(plan.start) != inst.start:
+        v.append(f"plan starts at {plan.start}, instance at {inst.start.isoformat()}")
     if abs(plan.slot_minutes - inst.slot_minutes) > EPS_REL:
         v.append(f"plan has {plan.slot_minutes:g}-minute slots, instance "
                  f"{inst.slot_minutes:g}")
@@ -255,8 +258,18 @@ def _site(inst: Instance, name: str) -> int | None:
 
 
 def _clock(inst: Instance, seconds: float) -> str:
-    """A time for messages: ISO wall clock, to the second."""
-    return inst.time_of(seconds).isoformat(timespec="seconds")
+    """A time for messages: ISO wall clock, to the second (raw seconds if out of range)."""
+    try:
+        return inst.time_of(seconds).isoformat(timespec="seconds")
+    except (OverflowError, ValueError):
+        return f"{seconds:g} s"
+
+
+def _instant(iso: str):
+    try:
+        return datetime.fromisoformat(iso)
+    except ValueError:
+        return None
 
 
 def _spread(where: np.ndarray, start: np.ndarray, end: np.ndarray, weight: np.ndarray,

@@ -12,7 +12,7 @@ def explain_unfinished(inst: Instance, unfinished_gpu_h: dict[str, float]) -> li
     """For each job with work the best plan cannot finish by its deadline, the binding reason:
     the GPU time its reachable sites offer between release and deadline against what the jobs
     there need by then, and whether any move is inside the feasibility domain."""
-    index = build_index(inst)
+    index = build_index(inst, with_moves=False)
     reach: dict[int, set[int]] = {j: {int(inst.origin[j])} for j in range(inst.n_jobs)}
     for (j, n, _t) in index.occ:
         reach[j].add(n)

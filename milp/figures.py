@@ -54,6 +54,42 @@ def phase_diagram_png(grid: pd.DataFrame, windows_h, path: str | Path, *, alpha:
     return _save(fig, path)
 
 
+def bars_png(df: pd.DataFrame, column: str, label: str, path: str | Path) -> Path:
+    """Grouped bars: one group per instance, one bar per policy, of ``column``."""
+    pivot = df.pivot(index="instance", columns="policy", values=column)
+    pivot = pivot[[p for p in dict.fromkeys(df.policy)]]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(pivot) + 3), 4), dpi=110)
+    width = 0.8 / max(1, pivot.shape[1])
+    x = np.arange(len(pivot))
+    for i, policy in enumerate(pivot.columns):
+        ax.bar(x + i * width - 0.4 + width / 2, pivot[policy], width, label=policy)
+    ax.set_xticks(x, [str(i) for i in pivot.index], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def timeline_png(inst, load_kw: np.ndarray, moves: np.ndarray, title: str,
+                 path: str | Path) -> Path:
+    """Per site: renewable power available and the plan's load (kW) over the day; arrows mark
+    migrations into the site (at their start)."""
+    hours = np.arange(inst.n_slots) * inst.slot_h
+    fig, axes = plt.subplots(inst.n_sites, 1, figsize=(8, 1.4 * inst.n_sites + 0.6), dpi=110,
+                             sharex=True, squeeze=False)
+    for n, ax in enumerate(axes[:, 0]):
+        ax.fill_between(hours, inst.renewable_kw[n], step="post", alpha=0.3, color="#4caf50",
+                        label="renewable kW")
+        ax.step(hours, load_kw[n], where="post", color="#1e3a8a", lw=1.2, label="load kW")
+        mine = moves[moves[:, 0] == n][:, 1] / 3600.0 if len(moves) else []
+        ax.plot(mine, np.full(len(mine), ax.get_ylim()[1] * 0.9), "v", color="#e53935", ms=4,
+                label="migration in")
+        ax.set_ylabel(inst.sites[n], fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("hours from start")
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     """Render to PNG in memory, then write atomically."""
     buf = io.BytesIO()

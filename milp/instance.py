@@ -151,11 +151,6 @@ class Instance:
         """Seconds to send job j's checkpoint alone over link src→dst (inf without a link)."""
         return fz.transfer_s(self.checkpoint_gb[j], self.link_gbps[src, dst])
 
-    def disruption_s(self, j: int, src: int, dst: int) -> float:
-        """Seconds job j stops when moving src→dst alone on the link."""
-        m = self.migration
-        return self.transfer_s(j, src, dst) + m.load_time_s + m.downtime_s
-
     @cached_property
     def remaining_window_slots(self) -> np.ndarray:
         """[n, t] slots from t to the end of site n's renewable window (0 outside a window)."""
@@ -183,7 +178,7 @@ def load_instance(directory: str | Path) -> Instance:
         raise InputError(str(directory), "not a directory")
     head = _read_toml(d)
     start, slot_s, n_slots = head["start"], head["slot_minutes"] * 60.0, head["slots"]
-    sites = _read_sites(d, head["defaults"]["compute_kw"])
+    sites = _read_sites(d)
     renewable = _read_renewable(d, sites["site"], start, slot_s, n_slots)
     links = _read_links(d, sites["site"])
     jobs = _read_jobs(d, sites, start, slot_s, n_slots, head["defaults"]["compute_kw"])
@@ -452,7 +447,7 @@ def _extra(df: pd.DataFrame, known: list[str], id_col: str) -> pd.DataFrame | No
 
 # ---- the four tables ---------------------------------------------------------------------
 
-def _read_sites(d: Path, default_kw: float) -> dict[str, Any]:
+def _read_sites(d: Path) -> dict[str, Any]:
     df = _read_csv(d, SITES, ["site", "gpus"])
     names = _ids(df, SITES, "site")
     if "time" in names:

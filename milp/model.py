@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyomo.environ as pyo
 
+from milp import feasibility as fz
 from milp.instance import Instance
-from milp.plan import Migration, Plan, Run
+from milp.plan import JobPlan, Migration, Plan, Run
 from milp.slots import resume_after
 
 #: kWh charged per unfinished GPU-hour in elastic mode: far above any grid energy a GPU-hour
@@ -152,7 +153,8 @@ def build_index(inst: Instance, *, jobs: list[int] | None = None,
             if _link_free(mv, bg, cap[b, slot]):
                 job_moves.append(mv)
         if not job_moves:
-            fixed.add(j)
+            fixed.add(j)                                         # it stays at its origin
+            reach = np.where(sites == origin, reach, np.inf)
         moves += [mv for mv in job_moves if mv is not None]
         for i, n in enumerate(sites.tolist()):
             if reach[i] < np.inf:
@@ -168,14 +170,9 @@ def _domain_moves(inst: Instance, j: int, sites: np.ndarray, r: int, d: int,
                   window_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ok[a, b, t−r]: job j may move sites[a]→sites[b] in slot t (a link, inside the feasibility
     domain, resuming before its deadline); with the transfer and disruption seconds [a, b]."""
-    dt = inst.slot_s
-    gbps = inst.link_gbps[np.ix_(sites, sites)]
-    with np.errstate(divide="ignore"):
-        transfer = np.where(gbps > 0, 8.0 * inst.checkpoint_gb[j] / np.where(gbps > 0, gbps, 1),
-                            np.inf)
+    transfer = fz.transfer_s(inst.checkpoint_gb[j], inst.link_gbps[np.ix_(sites, sites)])
     disruption = transfer + inst.migration.load_time_s + inst.migration.downtime_s
-    resume = np.where(np.isfinite(disruption),
-                      np.maximum(1, np.ceil(disruption / dt - 1e-9)), np.inf)
+    resume = resume_after(disruption, inst.slot_s)
     t = np.arange(r, d)
     ok = (disruption[:, :, None] <= inst.migration.alpha * window_s[sites][None, :, r:d] + 1e-9) \
         & (t[None, None, :] + resume[:, :, None] < d)
@@ -281,7 +278,7 @@ def _add_flow(m, index: Index) -> None:
 
 
 def _add_run(m, index: Index) -> None:
-    """run: x[j,n,t] ≤ o[j,n,t] − Σ (moves into n made at or after t's resume horizon):
+    """run: x[j,n,t] ≤ o[j,n,t] − Σ (moves into n made in a slot t' with t' ≤ t < resume slot):
     a job moved in slot t' does not run at its destination before its resume slot."""
     away = defaultdict(list)
     for k, mv in enumerate(index.moves):
@@ -572,7 +569,6 @@ def _clean(v: float | None) -> float:
 
 def _merge(job: str, steps: list):
     """Join runs at one site that touch (end == next start)."""
-    from milp.plan import JobPlan
     out: list = []
     for s in steps:
         last = out[-1] if out else None

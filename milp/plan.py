@@ -11,6 +11,7 @@ first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v1.sch
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -109,6 +110,12 @@ class Plan:
         if error is not None:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise InputError(source, error.message, field=where.lstrip(".") or None)
+        for i, jp in enumerate(data["jobs"]):
+            for k, step in enumerate(jp["steps"]):
+                for key, value in step.items():
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise InputError(source, f"{value} is not a finite number",
+                                         field=f"jobs[{i}].steps[{k}].{key}")
         return cls(
             instance=data["instance"], start=data["start"], slot_minutes=data["slot_minutes"],
             policy=data["policy"], info=data.get("info", {}),
@@ -124,12 +131,18 @@ class Plan:
         if not path.is_file():
             raise InputError(str(path), "file is missing")
         try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InputError(str(path), "not UTF-8 text") from None
-        except json.JSONDecodeError as e:
-            raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
+            data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        except ValueError as e:
+            if isinstance(e, json.JSONDecodeError):
+                raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
+            if isinstance(e, UnicodeDecodeError):
+                raise InputError(str(path), "not UTF-8 text") from None
+            raise InputError(str(path), str(e)) from None
         return cls.from_dict(data, str(path))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a plan may hold")
 
 
 def _step_dict(step: Step) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class SolveOptions:
     max_sites: int | None = None  #: candidate sites per job (None: all)
     warm_start: bool = True
     neighbourhood: bool = True    #: improve by neighbourhood search after the whole model
-    search_share: float = 0.35    #: share of the time for the search (when the whole model runs)
+    search_share: float = 0.35    #: share of the time for the search, which runs before the
+    #: whole model (all of the time when the whole model is too big)
     full_model_max_vars: int = 30_000   #: build the whole model up to this many triples
     neighbourhood_jobs: int = 8   #: jobs freed per neighbourhood step (adapted as it runs)
     step_time_s: float = 3.0      #: time limit of one neighbourhood step
@@ -144,7 +145,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         incumbent, steps, improvements = _neighbourhood_search(
             inst, opt, incumbent, started + share * opt.time_limit_s)
     search_s = time.perf_counter() - started
-    full = _solve_whole(inst, opt, seed, incumbent, deadline)
+    full = _solve_whole(inst, opt, incumbent, deadline, size)
     if full.solution is not None:
         incumbent = full.solution
     solve_s = full.solve_s + search_s
@@ -158,7 +159,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         elastic=opt.elastic)
     if incumbent is None:
         raise NoPlanFound(facts)
-    unfinished = full.unfinished if opt.elastic else {}
+    unfinished = (full.unfinished or {}) if opt.elastic else {}
     facts.objective, facts.grid_energy_kwh = objective_of(inst, incumbent,
                                                           sum(unfinished.values()))
     if full.bound is not None:
@@ -196,17 +197,16 @@ def _model_size(inst: Instance, opt: SolveOptions, seed) -> int:
                            with_moves=False).occ)
 
 
-def _solve_whole(inst, opt: SolveOptions, seed, incumbent: Solution | None,
-                 deadline: float) -> _Whole:
+def _solve_whole(inst, opt: SolveOptions, incumbent: Solution | None, deadline: float,
+                 size: int) -> _Whole:
     """Build the whole model, warm-start it from the incumbent, cap its grid energy at the
-    incumbent's, and solve it until the deadline; skipped when too big (no bound then)."""
+    incumbent's, and solve it until the deadline; skipped when larger than
+    ``full_model_max_vars`` triples (``size``) and there is an incumbent (no bound then)."""
     started = time.perf_counter()
+    if incumbent is not None and size > opt.full_model_max_vars:
+        return _Whole(status="neighbourhood_only")
     must = {j: {b for (jj, _, b, _) in incumbent.moves if jj == j}
             for j in range(inst.n_jobs)} if incumbent else {}
-    if incumbent is not None and len(build_index(
-            inst, max_sites=opt.max_sites, must_include=must, with_moves=False).occ) > \
-            opt.full_model_max_vars:
-        return _Whole(status="neighbourhood_only", build_s=time.perf_counter() - started)
     index = build_index(inst, max_sites=opt.max_sites, must_include=must)
     model = build_model(index, elastic=opt.elastic)
     if incumbent is not None:

@@ -287,3 +287,10 @@ def test_valid_run_only_plans_use_exactly_their_run_energy(case):
     e = evaluate(inst, plan(inst, *steps.items()))
     assert e.total_energy_kwh == pytest.approx(0.75 * sum(j["work_h"] for j in jobs))
     assert e.unfinished_jobs == 0
+
+
+def test_a_plan_for_another_start_is_flagged(tmp_path):
+    inst = two_sites(tmp_path, [job()])
+    p = Plan(inst.name, "2024-06-02T00:00:00+00:00", inst.slot_minutes, "hand", ())
+    assert evaluate(inst, p).violations == [
+        "plan starts at 2024-06-02T00:00:00+00:00, instance at 2024-06-01T00:00:00+00:00"]

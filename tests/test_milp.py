@@ -205,3 +205,21 @@ def test_milp_is_valid_and_beats_every_greedy_on_every_shipped_instance(director
     for name, policy in POLICIES.items():
         greedy = evaluate(inst, policy(inst, None)).grid_energy_kwh
         assert e.grid_energy_kwh <= greedy + 1e-9, name
+
+
+def test_a_job_whose_moves_the_background_blocks_stays_at_its_origin(tmp_path):
+    from milp.model import Background
+    inst = dark_and_sunny(tmp_path, 5, 10)
+    bg = Background.empty(inst)
+    bg.link_busy.update((0, 1, t) for t in range(inst.n_slots))
+    index = build_index(inst, jobs=[0], background=bg)
+    assert index.moves == [] and index.fixed_jobs == {0}
+    assert {n for (_, n, _) in index.occ} == {0}
+
+
+def test_elastic_without_the_whole_model_returns_the_seed(tmp_path):
+    inst = dark_and_sunny(tmp_path, 5, 10)
+    plan, facts = plan_milp(inst, SolveOptions(time_limit_s=5, elastic=True,
+                                               full_model_max_vars=1))
+    assert facts.status == "neighbourhood_only" and evaluate(inst, plan).valid
+    assert plan.info["unfinished_gpu_h"] == {}

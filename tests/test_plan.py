@@ -95,3 +95,16 @@ def test_schedule_rows_and_states():
     assert other.loc[23, "state"] == "pending" and other.loc[24, "state"] == "waiting"
     assert (other["site"] == "city").all()
     assert j == 3
+
+
+def test_nan_and_infinity_are_refused(tmp_path):
+    p = Plan("x", "2024-06-01T00:00:00+00:00", 15, "p", (JobPlan("j", (Run("a", 0, 10),)),))
+    text = p.to_json().replace('"end_s": 10', '"end_s": NaN')
+    (tmp_path / "p.json").write_text(text)
+    with pytest.raises(InputError, match="NaN is not a number a plan may hold"):
+        Plan.load(tmp_path / "p.json")
+    d = p.to_dict()
+    d["jobs"][0]["steps"][0]["end_s"] = float("inf")
+    with pytest.raises(InputError) as e:
+        Plan.from_dict(d)
+    assert e.value.field in ("jobs[0].steps[0]", "jobs[0].steps[0].end_s")

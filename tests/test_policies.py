@@ -180,3 +180,10 @@ def test_cli_plan_unknown_policy(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: --policy: unknown policy 'magic'")
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_plan_refuses_a_file_as_out_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    r = subprocess.run([*CLI, "plan", str(TINY), "--out", str(tmp_path / "f")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--out must be a folder" in r.stderr and "Traceback" not in r.stderr
