@@ -50,7 +50,8 @@ def run_cell(inst: Instance, policy: str, time_limit_s: float) -> tuple[Plan, di
 
 
 def run_bench(instances: list[Path], policies: list[str], out: Path, time_limit_s: float,
-              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+              progress: Callable[[str], None] | None = None,
+              command: str | None = None) -> pd.DataFrame:
     """Run every missing cell, then write results.csv, results.md and the figures."""
     loaded = [(d, load_instance(d)) for d in instances]
     for d, inst in loaded:
@@ -65,7 +66,7 @@ def run_bench(instances: list[Path], policies: list[str], out: Path, time_limit_
             write_atomic(cell / "summary.json", json.dumps(summary, indent=2) + "\n")
     table = results_table(out, [inst.name for _, inst in loaded], policies)
     write_atomic(out / "results.csv", table.to_csv(index=False))
-    write_atomic(out / "results.md", results_markdown(table, time_limit_s))
+    write_atomic(out / "results.md", results_markdown(table, time_limit_s, command))
     _figures(out, table, loaded, policies)
     return table
 
@@ -93,7 +94,7 @@ def results_table(out: Path, names: list[str], policies: list[str]) -> pd.DataFr
     return df
 
 
-def results_markdown(df: pd.DataFrame, time_limit_s: float) -> str:
+def results_markdown(df: pd.DataFrame, time_limit_s: float, command: str | None = None) -> str:
     cols = ["instance", "policy", "grid_energy_kwh", "grid_vs_static_pct", "mean_jct_h",
             "jct_vs_static_pct", "migrations", "migrations_outside_domain",
             "migration_overhead_pct", "deadline_misses", "unfinished_jobs", "valid", "wall_s",
@@ -101,7 +102,8 @@ def results_markdown(df: pd.DataFrame, time_limit_s: float) -> str:
     cols = [c for c in cols if c in df]
     lines = [f"# Benchmark results\n\nEvery plan scored by the evaluator; MILP with "
              f"{time_limit_s:g} s of solver time. Changes are against `static` on the same "
-             "instance.\n", "## Every instance × policy\n",
+             "instance.\n"] + ([f"Command: `{command}`\n"] if command else []) + [
+                "## Every instance × policy\n",
              df[cols].round(3).to_markdown(index=False), ""]
     if "grid_vs_static_pct" in df:
         mean = df.groupby("policy", sort=False)[

@@ -324,7 +324,8 @@ def bench(
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("bench", total=len(instances) * len(names))
         table = run_bench(instances, names, out, time_limit,
-                          lambda cell: bar.update(task, advance=1, description=cell))
+                          lambda cell: bar.update(task, advance=1, description=cell),
+                          command=" ".join(["milp", *sys.argv[1:]]))
     cols = ["instance", "policy", "grid_energy_kwh", "mean_jct_h", "migrations",
             "migrations_outside_domain", "deadline_misses", "valid"]
     typer.echo(table[cols].round(3).to_string(index=False))
