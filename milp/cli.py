@@ -332,6 +332,32 @@ def bench(
     typer.echo(f"wrote {out / 'results.csv'}, {out / 'results.md'} and figures")
 
 
+# ---- report ---------------------------------------------------------------------------------
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+    plan: Annotated[Path, typer.Argument(help="plan.json to show.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs, CSVs and report.html.")],
+    compare: Annotated[Optional[list[Path]], typer.Option(
+        help="Other plan.json to compare (repeat).")] = None,
+) -> None:
+    """Figures and one self-contained report.html for a plan (site timeline, job Gantt,
+    migrations, phase diagram, every evaluator metric; side by side with --compare)."""
+    from milp.instance import load_instance
+    from milp.plan import Plan
+    from milp.report import make_report
+
+    _check_out_dir(out)
+    inst = load_instance(directory)
+    plans = [Plan.load(p) for p in [plan, *(compare or [])]]
+    labels = [p.policy for p in plans]
+    if len(set(labels)) < len(labels):
+        labels = [f"{p.policy} ({path.parent.name or path.name})"
+                  for p, path in zip(plans, [plan, *(compare or [])])]
+    typer.echo(f"wrote {make_report(inst, list(zip(labels, plans)), out)}")
+
+
 # ---- build-instance ---------------------------------------------------------------------
 
 @app.command("build-instance")

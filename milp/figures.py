@@ -20,7 +20,8 @@ REGION_COLOURS = {"feasible": "#4caf50", "marginal": "#ffb300", "infeasible": "#
 
 
 def phase_diagram_png(grid: pd.DataFrame, windows_h, path: str | Path, *, alpha: float,
-                      load_time_s: float, downtime_s: float) -> Path:
+                      load_time_s: float, downtime_s: float,
+                      points: pd.DataFrame | None = None) -> Path:
     """Draw :func:`milp.feasibility.phase_diagram` output: size × bandwidth, coloured by region.
 
     One boundary line ``8·S/B + T_load + T_down = α·W`` per window; class limits at 10 and
@@ -50,7 +51,12 @@ def phase_diagram_png(grid: pd.DataFrame, windows_h, path: str | Path, *, alpha:
            title=f"Feasibility domain: disruption ≤ {alpha:g} × window "
                  f"({', '.join(f'{w:g}' for w in windows_h)} h)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.55) for c in REGION_COLOURS.values()]
-    ax.legend(handles, list(REGION_COLOURS), loc="upper left", fontsize=8)
+    labels = list(REGION_COLOURS)
+    if points is not None and len(points):
+        handles.append(ax.scatter(points["bandwidth_gbps"], points["checkpoint_gb"], s=14,
+                                  color="black", zorder=3))
+        labels.append("jobs (fastest link from origin)")
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
     return _save(fig, path)
 
 
@@ -87,6 +93,70 @@ def timeline_png(inst, load_kw: np.ndarray, moves: np.ndarray, title: str,
     axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3)
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("hours from start")
+    return _save(fig, path)
+
+
+def _site_colours(n_sites: int):
+    return plt.get_cmap("tab10" if n_sites <= 10 else "tab20").colors
+
+
+def energy_stack_png(inst, compute_kw, transfer_kw, idle_kw, grid_kw, title: str,
+                     path: str | Path) -> Path:
+    """Per site: load stacked as compute, migration transfer and idle power (kW), renewable
+    power available as a line, grid power hatched (the load above the renewable line),
+    renewable windows marked on top."""
+    hours = np.arange(inst.n_slots + 1) * inst.slot_h
+    fig, axes = plt.subplots(inst.n_sites, 1, figsize=(9, 1.5 * inst.n_sites + 0.8), dpi=110,
+                             sharex=True, squeeze=False)
+    for n, ax in enumerate(axes[:, 0]):
+        stack = np.vstack([idle_kw[n], compute_kw[n], transfer_kw[n]])
+        ax.stairs(stack.sum(0), hours, fill=True, color="#ffb300", label="migration transfer")
+        ax.stairs(stack[:2].sum(0), hours, fill=True, color="#1e88e5", label="compute")
+        ax.stairs(stack[0], hours, fill=True, color="#9e9e9e", label="idle")
+        top = stack.sum(0)
+        ax.stairs(top, hours, baseline=top - grid_kw[n], fill=True, facecolor="none",
+                  edgecolor="#b71c1c", hatch="////", lw=0, label="grid")
+        ax.stairs(inst.renewable_kw[n], hours, color="#2e7d32", lw=1.4, label="renewable")
+        for s, e in inst.windows(n):
+            ax.axvspan(s * inst.slot_h, e * inst.slot_h, ymin=0.96, color="#2e7d32", alpha=0.8)
+        ax.set_ylabel(f"{inst.sites[n]}\nkW", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=5)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("hours from start (bar on top: renewable windows)")
+    return _save(fig, path)
+
+
+def gantt_png(inst, plan, jobs: list[str], title: str, path: str | Path) -> Path:
+    """One row per job: runs coloured by site, migrations as arrows labelled with their
+    disruption seconds, release (|) and deadline (▼) ticks."""
+    from milp.plan import Migration
+    fig, ax = plt.subplots(figsize=(10, 0.22 * len(jobs) + 1.4), dpi=110)
+    colours = _site_colours(inst.n_sites)
+    for row, job in enumerate(jobs):
+        j = inst.job_index_map[job]
+        jp = plan.job(job)
+        for s in jp.steps if jp else ():
+            if isinstance(s, Migration):
+                x0, x1 = s.start_s / 3600, s.end_s / 3600
+                ax.annotate("", (max(x1, x0 + 0.05), row), (x0, row),
+                            arrowprops=dict(arrowstyle="->", color="black", lw=0.8))
+                ax.text(x0, row - 0.35, f"{s.disruption_s:.0f}s", fontsize=5)
+            else:
+                colour = colours[inst.site_index_map[s.site] % len(colours)]
+                ax.barh(row, (s.end_s - s.start_s) / 3600, left=s.start_s / 3600, height=0.6,
+                        color=colour)
+        ax.plot(inst.release_s[j] / 3600, row, "|", color="black", ms=6)
+        if inst.deadline_slot[j] < inst.n_slots:
+            ax.plot(inst.deadline_s[j] / 3600, row, "v", color="#e53935", ms=4)
+    ax.set_yticks(range(len(jobs)), jobs, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, inst.horizon_s / 3600)
+    ax.set_xlabel("hours from start")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n % len(colours)])
+               for n in range(inst.n_sites)]
+    ax.legend(handles, list(inst.sites), fontsize=6, loc="upper right",
+              ncol=min(5, inst.n_sites))
+    ax.set_title(title)
     return _save(fig, path)
 
 
