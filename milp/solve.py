@@ -10,12 +10,15 @@ solution was accepted, and we read it back from the log file.
    evaluator; the best valid one that meets every deadline is the incumbent (the planners share
    slot semantics, so it is a solution of the model).
 2. **Neighbourhood search** for ``search_share`` of the time (all of it when the whole model is
-   too big): free one job — or a few sharing busy hours — keep the others as they are (their
-   load, GPUs and link use become the background), and solve that small MILP exactly from the
-   incumbent; keep it when it is better, so the incumbent never gets worse.
-3. **Whole model.** If it has at most ``full_model_max_vars`` (job, site, slot) triples, the whole
-   MILP is built, warm-started from the incumbent, capped at its grid energy, and solved for the
-   time left. This gives the bound (and may improve the plan further).
+   too big; skipped below ``search_min_vars`` triples and with ``elastic``): free one job — or
+   a few sharing busy hours — keep the others as they are (their load, GPUs and link use become
+   the background), and solve that small MILP (``search_sites`` candidate sites per job, at most
+   ``step_time_s``) from the incumbent; keep it when it is better, so the incumbent never gets
+   worse.
+3. **Whole model.** If it has at most ``full_model_max_vars`` (job, site, slot) triples — or
+   there is no incumbent to fall back on — the whole MILP is built, warm-started from the
+   incumbent, capped at its grid energy, and solved for the time left. This gives the bound
+   (and may improve the plan further).
 
 The answer is the best solution found, its objective, the whole model's bound (if it was built)
 and the relative gap between them.
@@ -54,7 +57,7 @@ class SolveOptions:
     elastic: bool = False         #: allow unfinished work (minimised first)
     max_sites: int | None = None  #: candidate sites per job (None: all)
     warm_start: bool = True
-    neighbourhood: bool = True    #: improve by neighbourhood search after the whole model
+    neighbourhood: bool = True    #: improve by neighbourhood search before the whole model
     search_share: float = 0.35    #: share of the time for the search, which runs before the
     #: whole model (all of the time when the whole model is too big)
     full_model_max_vars: int = 30_000   #: build the whole model up to this many triples
