@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from milp.instance import Instance
-from milp.plan import Migration, Plan, Run
+from milp.plan import Plan, Run
 
 #: Slack for comparing times (s): below a tenth of a millisecond, two instants are the same
 #: (solvers return shares of a slot to ~1e-9, i.e. ~1e-6 s of a 15-minute slot).

@@ -53,6 +53,11 @@ class MigrationParams:
     downtime_s: float = fz.DOWNTIME_S    #: stop-and-copy pause (s)
     transfer_kw: float = fz.TRANSFER_KW  #: power drawn at the source while sending (kW)
 
+    @property
+    def stop_s(self) -> float:
+        """Seconds a move stops the job beyond its transfer: load + downtime."""
+        return self.load_time_s + self.downtime_s
+
 
 @dataclass(frozen=True)
 class ObjectiveWeights:

@@ -122,7 +122,7 @@ def build_index(inst: Instance, *, jobs: list[int] | None = None,
     energy during the job's slots. ``with_moves=False`` only sizes the model (no moves listed).
     """
     dt = inst.slot_s
-    lost_s = inst.migration.load_time_s + inst.migration.downtime_s
+    lost_s = inst.migration.stop_s
     alpha = inst.migration.alpha
     window_s = inst.remaining_window_slots * dt                 # [n, t] left at slot start
     bg = background or Background.empty(inst)
@@ -171,7 +171,7 @@ def _domain_moves(inst: Instance, j: int, sites: np.ndarray, r: int, d: int,
     """ok[a, b, t−r]: job j may move sites[a]→sites[b] in slot t (a link, inside the feasibility
     domain, resuming before its deadline); with the transfer and disruption seconds [a, b]."""
     transfer = fz.transfer_s(inst.checkpoint_gb[j], inst.link_gbps[np.ix_(sites, sites)])
-    disruption = transfer + inst.migration.load_time_s + inst.migration.downtime_s
+    disruption = transfer + inst.migration.stop_s
     resume = resume_after(disruption, inst.slot_s)
     t = np.arange(r, d)
     ok = (disruption[:, :, None] <= inst.migration.alpha * window_s[sites][None, :, r:d] + 1e-9) \
@@ -459,7 +459,7 @@ def background_of(inst: Instance, sol: Solution) -> Background:
 
 def _move_of(inst: Instance, j: int, a: int, b: int, t: int) -> Move:
     transfer = float(inst.transfer_s(j, a, b))
-    lost_s = inst.migration.load_time_s + inst.migration.downtime_s
+    lost_s = inst.migration.stop_s
     return _move(inst, j, a, b, t, transfer, transfer + lost_s)
 
 
@@ -517,7 +517,7 @@ def plan_from_solution(inst: Instance, sol: Solution, policy: str = "milp",
     site and slot are packed on its GPUs by McNaughton's wrap-around rule.
     """
     dt = inst.slot_s
-    lost_s = inst.migration.load_time_s + inst.migration.downtime_s
+    lost_s = inst.migration.stop_s
     steps: dict[int, list] = defaultdict(list)
     by_link = defaultdict(list)
     for (j, a, b, t) in sol.moves:

@@ -238,7 +238,7 @@ def instance_and_plan(draw):
         release = draw(st.integers(0, slots - 1))
         work = draw(st.floats(0.1, slots - release)).__round__(3) or 0.1
         jobs.append(job(f"j{k}", origin, release, work, draw(st.floats(0, 200))))
-        steps, t = [], release * H
+        steps = []
         for _ in range(draw(st.integers(0, 4))):
             t0 = draw(st.floats(0, horizon))
             if draw(st.booleans()):

@@ -40,7 +40,7 @@ class Simulation:
     def __init__(self, inst: Instance) -> None:
         self.inst = inst
         self.slot_s = inst.slot_s
-        self.lost_s = inst.migration.load_time_s + inst.migration.downtime_s
+        self.lost_s = inst.migration.stop_s
         self.site = inst.origin.astype(int).copy()            #: [j] current site
         self.ready_s = inst.release_s.astype(float).copy()    #: [j] may run at site from here
         self.left_s = inst.work_h * 3600.0                    #: [j] work still to do (s)
