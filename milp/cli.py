@@ -16,6 +16,8 @@ import typer
 
 from milp import feasibility as fz
 from milp.errors import InputError
+from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER,
+                         DEFAULT_TRANSFER_IMAGE)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
@@ -403,6 +405,121 @@ def build_instance_cmd(
         raise InputError("build-instance", "say --all, --preset NAME or --out DIR")
     for path in built:
         typer.echo(f"built {path}")
+
+
+# ---- export ---------------------------------------------------------------------------
+
+export_app = typer.Typer(no_args_is_help=True, help="Write a plan for other tools: json, csv, "
+                         "slurm, kubernetes.")
+app.add_typer(export_app, name="export")
+
+PlanArg = Annotated[Path, typer.Argument(help="plan.json to export.")]
+ShiftTo = Annotated[Optional[str], typer.Option(
+    help="Run the plan from this ISO 8601 time (with offset) instead of its own start, e.g. "
+         "tomorrow's date for a plan made from another day's data.")]
+SiteMapOpt = Annotated[Optional[Path], typer.Option(
+    help="TOML mapping sites to partitions/clusters/hosts/node labels (README, 'Exports').")]
+CommandOpt = Annotated[str, typer.Option(
+    help="Command of a run step; placeholders {job} {step} {site} {checkpoint} {begin} {end} "
+         "{seconds} are replaced (shell-quoted).")]
+TransferOpt = Annotated[str, typer.Option(
+    help="Command of a transfer step; placeholders as --command plus {src} {dst} "
+         "(checkpoint locations host:path from the site map).")]
+
+
+@export_app.command("json")
+def export_json(plan: PlanArg,
+                out: Annotated[Path, typer.Option(help="plan.json to write.")]) -> None:
+    """Check a plan against its schema and write it in the current schema version."""
+    from milp.plan import Plan
+
+    _check_out_file(out)
+    p = Plan.load(plan)
+    p.save(out)
+    typer.echo(f"wrote {out}: {len(p.jobs)} jobs, schema version {p.to_dict()['version']}")
+
+
+@export_app.command("csv")
+def export_csv(plan: PlanArg,
+               out: Annotated[Path, typer.Option(help="steps.csv to write.")],
+               shift_to: ShiftTo = None) -> None:
+    """One row per step (run or transfer) with absolute times, seconds and checkpoint bytes."""
+    from milp.export.steps import plan_steps, steps_frame, totals
+    from milp.files import write_atomic
+    from milp.plan import Plan
+
+    _check_out_file(out)
+    steps = plan_steps(Plan.load(plan), shift_to)
+    write_atomic(out, steps_frame(steps).to_csv(index=False))
+    _echo_totals(out, totals(steps))
+
+
+@export_app.command("slurm")
+def export_slurm_cmd(plan: PlanArg,
+                     out: Annotated[Path, typer.Option(help="Folder for submit.sh and jobs/.")],
+                     site_map: SiteMapOpt = None,
+                     command: CommandOpt = DEFAULT_COMMAND,
+                     transfer: TransferOpt = DEFAULT_TRANSFER,
+                     shift_to: ShiftTo = None) -> None:
+    """One sbatch script per step and submit.sh (sbatch --parsable, --begin, --time,
+    --dependency=afterok, partition per site). ./submit.sh --hold submits everything held."""
+    from milp.export.slurm import export_slurm
+    from milp.export.steps import plan_steps, totals
+    from milp.export.targets import SiteMap
+    from milp.files import staged_dir
+    from milp.plan import Plan
+
+    _check_out_dir(out)
+    p = Plan.load(plan)
+    sites = SiteMap.load(site_map)
+    steps = plan_steps(p, shift_to)
+    with staged_dir(out) as stage:
+        export_slurm(p, steps, stage, sites, command, transfer)
+    _echo_totals(out / "submit.sh", totals(steps))
+
+
+@export_app.command("kubernetes")
+def export_kubernetes_cmd(
+    plan: PlanArg,
+    out: Annotated[Path, typer.Option(help="Folder for jobs/*.yaml and kustomization.yaml.")],
+    site_map: SiteMapOpt = None,
+    node_label: Annotated[str, typer.Option(help="Node label whose value selects a site.")]
+    = DEFAULT_LABEL,
+    image: Annotated[str, typer.Option(help="Container image of run steps.")] = DEFAULT_IMAGE,
+    transfer_image: Annotated[str, typer.Option(help="Container image of transfer steps.")]
+    = DEFAULT_TRANSFER_IMAGE,
+    command: CommandOpt = DEFAULT_COMMAND,
+    transfer: TransferOpt = DEFAULT_TRANSFER,
+    namespace: Annotated[Optional[str], typer.Option(help="Namespace of every Job.")] = None,
+    shift_to: ShiftTo = None,
+) -> None:
+    """One suspended batch/v1 Job per step (site as nodeSelector, plan in annotations) and a
+    kustomization.yaml: kubectl apply -k OUT creates them all."""
+    from milp.export.kubernetes import check_label, export_kubernetes
+    from milp.export.steps import plan_steps, totals
+    from milp.export.targets import SiteMap
+    from milp.files import staged_dir
+    from milp.plan import Plan
+
+    _check_out_dir(out)
+    p = Plan.load(plan)
+    sites = SiteMap.load(site_map)
+    check_label(node_label, namespace)
+    steps = plan_steps(p, shift_to)
+    with staged_dir(out) as stage:
+        export_kubernetes(p, steps, stage, sites, node_label, image, transfer_image, command,
+                          transfer, namespace)
+    _echo_totals(out / "kustomization.yaml", totals(steps))
+
+
+def _check_out_file(out: Path) -> None:
+    if out.is_dir():
+        raise InputError(str(out), "--out must be a file, and this is a folder")
+
+
+def _echo_totals(path: Path, t: dict) -> None:
+    typer.echo(f"wrote {path}: {t['run_steps']} run steps ({t['compute_s']:.6g} compute s), "
+               f"{t['transfer_steps']} transfer steps ({t['transfer_s']:.6g} s)")
 
 
 def main() -> None:

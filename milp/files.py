@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
@@ -24,3 +27,33 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def staged_dir(out: str | Path) -> Iterator[Path]:
+    """Build a command's output folder in a temporary sibling, then move it into ``out``.
+
+    Yields the staging folder. When the block ends normally, each top-level entry of the
+    staging folder replaces the same-named entry of ``out`` (a sub-folder is replaced whole);
+    other entries of ``out`` stay. When the block raises, the staging folder is deleted and
+    ``out`` is untouched: a failure never leaves part of an output on disk.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield stage
+        umask = os.umask(0)
+        os.umask(umask)
+        out.mkdir(exist_ok=True)
+        for entry in sorted(stage.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif entry.is_dir() and target.exists():
+                target.unlink()
+            if entry.is_dir():
+                os.chmod(entry, 0o777 & ~umask)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

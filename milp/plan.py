@@ -27,6 +27,8 @@ from milp.files import write_atomic
 
 SCHEMA_NAME = "milp-plan"
 SCHEMA_VERSION = 1
+#: Oldest plan.json version this milp reads (older ones are refused with a clear message).
+FIRST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class Plan:
             if isinstance(version, int) and version > SCHEMA_VERSION:
                 raise InputError(source, f"plan schema version {version} is newer than this milp "
                                  f"reads ({SCHEMA_VERSION}); upgrade milp", field="version")
+            if isinstance(version, int) and version < FIRST_VERSION:
+                raise InputError(source, f"plan schema version {version} predates the first "
+                                 f"published version ({FIRST_VERSION}); re-plan with this milp",
+                                 field="version")
         error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
         if error is not None:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -59,3 +60,26 @@ def tiny_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "tiny"
     shutil.copytree(TINY, dst)
     return dst
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    output: str
+    error: str  #: the one line main() prints on stderr for a user mistake ("" otherwise)
+
+
+def run_cli(*args) -> CliResult:
+    """Run ``milp ARGS`` in-process as :func:`milp.cli.main` does: a user mistake
+    (InputError) is exit 2 with one ``error:`` line; any other exception propagates."""
+    from typer.testing import CliRunner
+
+    from milp.cli import app
+    from milp.errors import InputError
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    if isinstance(r.exception, InputError):
+        return CliResult(2, r.output, f"error: {r.exception}")
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return CliResult(r.exit_code, r.output, "")

@@ -1,0 +1,110 @@
+"""Where each site of a plan lives in the scheduler: the ``--site-map`` TOML file.
+
+Every key is optional; a site missing from the file gets the defaults, so with no file at all a
+site ``s01-solar`` is Slurm partition ``s01-solar``, host ``s01-solar`` and Kubernetes node label
+value ``s01-solar``::
+
+    [defaults]
+    gres = "gpu:1"                    # Slurm --gres of run steps ("" for none)
+    gpu_resource = "nvidia.com/gpu"   # Kubernetes resource limit of run steps ("" for none)
+    checkpoint = "/checkpoints/{job}" # checkpoint path at a site ({job} is replaced)
+    sbatch = ["--account=green"]      # extra sbatch options of every step
+
+    [sites.s01-solar]
+    partition = "solar1"              # Slurm partition (default: the site's name)
+    cluster = ""                      # Slurm --clusters (multi-cluster setups)
+    host = "gpu1.solar1.example.org"  # host in {src}/{dst} of transfers (default: the site)
+    node_label = "solar1"             # value of the Kubernetes node label (default: the site)
+    checkpoint = "/data/ckpt/{job}"   # overrides the default path at this site
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from milp.errors import InputError
+
+_DEFAULT_KEYS = {"gres", "gpu_resource", "checkpoint", "sbatch"}
+_SITE_KEYS = {"partition", "cluster", "host", "node_label", "checkpoint", "gres", "sbatch"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """How one site is addressed by the exported scripts and manifests."""
+
+    site: str
+    partition: str
+    cluster: str
+    host: str
+    node_label: str
+    checkpoint: str        #: path template at the site; ``{job}`` is the job's id
+    gres: str
+    gpu_resource: str
+    sbatch: tuple[str, ...]
+
+    def checkpoint_path(self, job: str) -> str:
+        return self.checkpoint.replace("{job}", job)
+
+    def checkpoint_url(self, job: str) -> str:
+        """``host:path`` as rsync/scp take it (just the path when ``host`` is empty)."""
+        path = self.checkpoint_path(job)
+        return f"{self.host}:{path}" if self.host else path
+
+
+class SiteMap:
+    """The targets of every site (defaults for sites the file does not name)."""
+
+    def __init__(self, defaults: dict | None = None, sites: dict | None = None):
+        self.defaults = {"gres": "gpu:1", "gpu_resource": "nvidia.com/gpu",
+                         "checkpoint": "/checkpoints/{job}", "sbatch": [], **(defaults or {})}
+        self.sites = sites or {}
+
+    def __getitem__(self, site: str) -> Target:
+        own = self.sites.get(site, {})
+        d = {**self.defaults, **own}
+        return Target(site=site, partition=own.get("partition", site),
+                      cluster=own.get("cluster", ""), host=own.get("host", site),
+                      node_label=own.get("node_label", site), checkpoint=d["checkpoint"],
+                      gres=d["gres"], gpu_resource=d["gpu_resource"],
+                      sbatch=tuple(d["sbatch"]))
+
+    @classmethod
+    def load(cls, path: Path | None) -> "SiteMap":
+        """Read and check a site-map file; ``None`` gives the defaults."""
+        if path is None:
+            return cls()
+        if not path.is_file():
+            raise InputError(str(path), "file is missing")
+        try:
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(str(path), "not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(str(path), f"invalid TOML: {e}") from None
+        unknown = set(data) - {"defaults", "sites"}
+        if unknown:
+            raise InputError(str(path), f"unknown table {sorted(unknown)[0]!r} (known: "
+                             f"defaults, sites)", field=sorted(unknown)[0])
+        defaults = _table(path, data.get("defaults", {}), _DEFAULT_KEYS, "defaults")
+        sites = data.get("sites", {})
+        if not isinstance(sites, dict):
+            raise InputError(str(path), "must be a table of sites", field="sites")
+        return cls(defaults, {name: _table(path, t, _SITE_KEYS, f"sites.{name}")
+                              for name, t in sites.items()})
+
+
+def _table(path: Path, table, keys: set[str], where: str) -> dict:
+    if not isinstance(table, dict):
+        raise InputError(str(path), "must be a table", field=where)
+    for key, value in table.items():
+        if key not in keys:
+            raise InputError(str(path), f"unknown key (known: {', '.join(sorted(keys))})",
+                             field=f"{where}.{key}")
+        if key == "sbatch":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise InputError(str(path), "must be a list of strings", field=f"{where}.{key}")
+        elif not isinstance(value, str):
+            raise InputError(str(path), "must be a string", field=f"{where}.{key}")
+    return dict(table)
