@@ -407,6 +407,148 @@ def build_instance_cmd(
         typer.echo(f"built {path}")
 
 
+# ---- replay / replan ----------------------------------------------------------------------
+
+ReplanOpt = Annotated[Optional[str], typer.Option(
+    help="Re-plan with this policy (milp or a greedy one) at each fault; default: follow the "
+         "plan as made.")]
+TimeLimitOpt = Annotated[float, typer.Option(help="milp: solver seconds per (re-)plan.", min=0)]
+
+
+@app.command()
+def replay(
+    directory: Annotated[Path, typer.Argument(help="Instance folder (the forecast).")],
+    plan: Annotated[Path, typer.Argument(help="plan.json to execute.")],
+    out: Annotated[Path, typer.Option(help="Folder for the executed plan.json, jobs.csv, "
+                                      "summary.json and state.json.")],
+    bandwidth_factor: Annotated[float, typer.Option(help="Links carry this share of their "
+                                                    "Gbps.", min=0.001)] = 1.0,
+    renewable_noise: Annotated[float, typer.Option(help="Std-dev of the relative error of the "
+                                                   "renewable forecast.", min=0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the forecast error.")] = 0,
+    outage: Annotated[Optional[list[str]], typer.Option(
+        help="SITE@TIME: the site goes dark from TIME (ISO 8601 with offset, or hours from "
+             "the start like 13.5h) to the end of the day. Repeat for several.")] = None,
+    checkpoint_minutes: Annotated[float, typer.Option(
+        help="A running job checkpoints every this many minutes.", min=0.001)] = 30.0,
+    replan: ReplanOpt = None,
+    replan_every: Annotated[Optional[float], typer.Option(
+        help="With --replan: also re-plan every this many hours.", min=0.01)] = None,
+    time_limit: TimeLimitOpt = 30.0,
+) -> None:
+    """Execute a plan against perturbed reality (slower links, forecast error, outages) and
+    score what it actually achieved; with --replan, re-plan from the state at each fault."""
+    import pandas as pd
+
+    from milp.files import staged_dir, write_atomic
+    from milp.instance import load_instance
+    from milp.plan import Plan
+    from milp.replay import Faults, job_table, replay as run_replay
+
+    _check_out_dir(out)
+    inst = load_instance(directory)
+    p = Plan.load(plan)
+    _check_policy(replan, "--replan")
+    outages = tuple(_outage(inst, text) for text in outage or ())
+    faults = Faults(bandwidth_factor, renewable_noise, seed, outages, checkpoint_minutes * 60)
+    result = run_replay(inst, p, faults, replan, replan_every * 3600 if replan_every else None,
+                        time_limit)
+    jobs = job_table(inst, result)
+    summary = {"instance": inst.name, "plan": str(plan), "policy": p.policy,
+               "faults": {"bandwidth_factor": bandwidth_factor,
+                          "renewable_noise": renewable_noise, "seed": seed,
+                          "outages": list(outage or ()),
+                          "checkpoint_minutes": checkpoint_minutes},
+               "replan": replan, "events": [{"time": inst.time_of(e["time_s"]).isoformat(),
+                                             "event": e["event"]} for e in result.events],
+               "planned": result.planned.metrics(), "actual": result.actual.metrics()}
+    with staged_dir(out) as stage:
+        result.executed.save(stage / "plan.json")
+        write_atomic(stage / "jobs.csv", jobs.to_csv(index=False))
+        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
+                     + "\n")
+        if result.first_state is not None:
+            result.first_state.save(inst, stage / "state.json")
+    rows = ["grid_energy_kwh", "mean_jct_h", "migrations", "migrations_outside_domain",
+            "deadline_misses", "unfinished_jobs", "unfinished_work_h", "lost_work_h", "valid"]
+    table = pd.DataFrame({"planned": [summary["planned"][k] for k in rows],
+                          "actual": [summary["actual"][k] for k in rows]}, index=rows)
+    typer.echo(table.to_string())
+    for e in summary["events"]:
+        typer.echo(f"{e['time']}  {e['event']}")
+    left = jobs[~jobs["finished"]]
+    for _, row in left.head(10).iterrows():
+        typer.echo(f"unfinished: job {row['job']} at {row['site']}, {row['work_left_h']:.3g} of "
+                   f"{row['work_h']:.3g} GPU-h left ({row['lost_h']:.3g} h lost)")
+    if len(left) > 10:
+        typer.echo(f"... and {len(left) - 10} more unfinished jobs (jobs.csv)")
+    for line in result.actual.violations:
+        typer.echo(f"violation: {line}")
+    typer.echo(f"wrote {out / 'plan.json'}, jobs.csv, summary.json"
+               + (", state.json" if result.first_state is not None else ""))
+    raise typer.Exit(0 if result.actual.valid else 1)
+
+
+def _outage(inst, text: str) -> tuple[int, float]:
+    from milp.state import parse_time
+
+    site, sep, when = text.rpartition("@")
+    if not sep or site not in inst.site_index_map:
+        raise InputError("--outage", f"{text!r} is not SITE@TIME with a site of the instance "
+                         f"({', '.join(inst.sites)})")
+    t = parse_time(inst, when, "--outage", "TIME")
+    if not 0 <= t < inst.horizon_s:
+        raise InputError("--outage", f"{when} is outside the horizon")
+    return inst.site_index_map[site], t
+
+
+def _check_policy(policy: str | None, option: str) -> None:
+    from milp.policies import POLICIES
+
+    if policy is not None and policy not in POLICIES and policy != "milp":
+        raise InputError(option, f"unknown policy {policy!r} (known: milp, "
+                         f"{', '.join(POLICIES)})")
+
+
+@app.command("replan")
+def replan_cmd(
+    directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+    state: Annotated[Path, typer.Option(help="STATE.json: where each job is, its work left, "
+                                        "checkpoints in flight, dark sites.")],
+    out: Annotated[Path, typer.Option(help="Folder for plan.json and summary.json.")],
+    at: Annotated[Optional[str], typer.Option(help="Re-plan from this time (ISO 8601 with "
+                                              "offset, or hours like 13h); default: the "
+                                              "state's.")] = None,
+    policy: Annotated[str, typer.Option(help="milp or a greedy policy.")] = "milp",
+    time_limit: TimeLimitOpt = 30.0,
+) -> None:
+    """Plan the rest of the horizon from a state, with the same policies as milp plan.
+
+    plan.json is on the instance's clock (steps from the next slot boundary after --at on);
+    summary.json scores it, with the evaluator, on the remaining problem."""
+    from milp.evaluate import evaluate as run_evaluator
+    from milp.files import staged_dir, write_atomic
+    from milp.instance import load_instance
+    from milp.state import load_state, replan
+
+    _check_out_dir(out)
+    _check_policy(policy, "--policy")
+    inst = load_instance(directory)
+    st = load_state(inst, state, at)
+    plan, rest, local = replan(inst, st, policy, time_limit)
+    result = run_evaluator(rest.inst, local)
+    summary = {"instance": inst.name, "policy": policy, "from": rest.inst.start.isoformat(),
+               "jobs_left": rest.inst.n_jobs, **result.metrics()}
+    with staged_dir(out) as stage:
+        plan.save(stage / "plan.json")
+        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
+                     + "\n")
+    _print_metrics(result.metrics(), {"instance": inst.name, "policy": policy,
+                                      "from": summary["from"], "jobs_left": rest.inst.n_jobs})
+    typer.echo(f"wrote {out / 'plan.json'}, {out / 'summary.json'}")
+    raise typer.Exit(0 if result.valid else 1)
+
+
 # ---- export ---------------------------------------------------------------------------
 
 export_app = typer.Typer(no_args_is_help=True, help="Write a plan for other tools: json, csv, "

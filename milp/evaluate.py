@@ -14,6 +14,8 @@ Accounting rules (README.md, "How plans are scored"):
 - Energy is netted per site and slot: ``load_kwh[n,t]`` is the energy above, split exactly at
   slot boundaries; ``grid = max(0, load − renewable_kw·slot_h)``, ``renewable_used = load − grid``.
 - Concurrent transfers on one link share it: their rates may not add up to more than its Gbps.
+- A ``lost`` run (an executed plan's work undone by a fault, ``milp replay``) holds its GPU
+  and draws power like any run but adds no work; ``lost_work_h`` sums them.
 - Job completion is the instant its cumulated run time reaches ``work_h``. JCT = completion −
   release; an unfinished job counts as completing at the end of the horizon (a lower bound).
 """
@@ -38,7 +40,7 @@ EPS_REL = 1e-9
 METRICS = ("valid", "violations", "grid_energy_kwh", "renewable_energy_kwh", "total_energy_kwh",
            "migrations", "migrations_outside_domain", "migration_energy_kwh",
            "migration_overhead_pct", "mean_jct_h", "p95_jct_h", "deadline_misses",
-           "unfinished_jobs", "unfinished_work_h")
+           "unfinished_jobs", "unfinished_work_h", "lost_work_h")
 
 
 @dataclass
@@ -46,8 +48,8 @@ class Evaluation:
     """What a plan achieves. ``metrics()`` gives the public, JSON-able numbers.
 
     Arrays: ``load_kwh``, ``grid_kwh``, ``renewable_used_kwh``, ``migration_kwh`` are
-    [site, slot]; ``completion_s``, ``jct_h``, ``work_done_h`` are [job] (NaN completion if
-    unfinished).
+    [site, slot]; ``completion_s``, ``jct_h``, ``work_done_h``, ``lost_h`` are [job] (NaN
+    completion if unfinished).
     """
 
     valid: bool
@@ -64,6 +66,7 @@ class Evaluation:
     deadline_misses: int
     unfinished_jobs: int
     unfinished_work_h: float
+    lost_work_h: float
     load_kwh: np.ndarray = field(repr=False)
     grid_kwh: np.ndarray = field(repr=False)
     renewable_used_kwh: np.ndarray = field(repr=False)
@@ -71,6 +74,7 @@ class Evaluation:
     completion_s: np.ndarray = field(repr=False)
     jct_h: np.ndarray = field(repr=False)
     work_done_h: np.ndarray = field(repr=False)
+    lost_h: np.ndarray = field(repr=False)
 
     def metrics(self) -> dict[str, Any]:
         """The evaluator's metrics under their public names (the keys of ``--json``)."""
@@ -122,6 +126,7 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
     completion = np.full(inst.n_jobs, np.nan)
     done_h = np.zeros(inst.n_jobs)
     disrupted_s = np.zeros(inst.n_jobs)
+    lost_s = np.zeros(inst.n_jobs)
     n_mig = outside = 0
     for j, job in enumerate(inst.jobs):
         trace = _walk_job(inst, j, steps_of.get(job, ()), v)
@@ -132,6 +137,7 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
             transfers.add(len(link_of) - 1, s0, s1, gbps)
         completion[j], done_h[j] = trace["completion_s"], trace["done_h"]
         disrupted_s[j] = trace["disruption_s"]
+        lost_s[j] = trace["lost_s"]
         n_mig += trace["migrations"]
         outside += trace["outside"]
 
@@ -166,8 +172,9 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
         p95_jct_h=float(np.percentile(jct_h, 95)) if inst.n_jobs else 0.0,
         deadline_misses=int(missed.sum()), unfinished_jobs=int((~finished).sum()),
         unfinished_work_h=float(np.maximum(inst.work_h - done_h, 0.0)[~finished].sum()),
+        lost_work_h=float(lost_s.sum()) / 3600.0,
         load_kwh=load, grid_kwh=grid, renewable_used_kwh=used, migration_kwh=migration_kwh,
-        completion_s=completion, jct_h=jct_h, work_done_h=done_h)
+        completion_s=completion, jct_h=jct_h, work_done_h=done_h, lost_h=lost_s / 3600.0)
 
 
 def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, Any]:
@@ -178,7 +185,7 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
     m = inst.migration
     here, clock, done_s = int(inst.origin[j]), release, 0.0
     out: dict[str, Any] = {"runs": [], "transfers": [], "completion_s": np.nan, "done_h": 0.0,
-                           "disruption_s": 0.0, "migrations": 0, "outside": 0}
+                           "disruption_s": 0.0, "migrations": 0, "outside": 0, "lost_s": 0.0}
 
     def bad(step_no: int, what: str) -> None:
         v.append(f"job {job!r} step {step_no}: {what}")
@@ -206,13 +213,16 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
             if step.end_s > horizon + EPS_S:
                 bad(k, f"runs past the end of the horizon ({_clock(inst, step.end_s)})")
             length = step.end_s - start
+            out["runs"].append((site, start, float(step.end_s)))
+            clock = float(step.end_s)
+            if step.lost:
+                out["lost_s"] += length
+                continue
             if np.isnan(out["completion_s"]) and done_s + length >= work_s - EPS_S:
                 out["completion_s"] = start + (work_s - done_s)
             if done_s + length > work_s + EPS_S:
                 bad(k, f"runs {done_s + length - work_s:.6g} s more than the job's remaining work")
             done_s += length
-            out["runs"].append((site, start, float(step.end_s)))
-            clock = float(step.end_s)
         else:
             src, dst = _site(inst, step.src), _site(inst, step.dst)
             if src is None or dst is None:

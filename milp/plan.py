@@ -4,7 +4,8 @@ A :class:`Plan` is what a policy (greedy or MILP) hands to the evaluator and to 
 nothing about metrics: those come from :func:`milp.evaluate.evaluate` only.
 
 Times are seconds from the instance start. Between two steps a job waits where it is; before its
-first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v1.schema.json``;
+first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v2.schema.json``
+(version 1 files, which cannot hold lost runs, are read too);
 ``schedule.csv`` is a derived, per-slot view (one row per job × slot).
 """
 
@@ -26,18 +27,23 @@ from milp.errors import InputError
 from milp.files import write_atomic
 
 SCHEMA_NAME = "milp-plan"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Oldest plan.json version this milp reads (older ones are refused with a clear message).
 FIRST_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Run:
-    """The job computes on one GPU of ``site`` during ``[start_s, end_s)`` (seconds)."""
+    """The job computes on one GPU of ``site`` during ``[start_s, end_s)`` (seconds).
+
+    ``lost``: the work of this run was undone by a fault before the next checkpoint (only in
+    plans ``milp replay`` executed); it held the GPU and drew power, but did no work.
+    """
 
     site: str
     start_s: float
     end_s: float
+    lost: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -112,7 +118,10 @@ class Plan:
                 raise InputError(source, f"plan schema version {version} predates the first "
                                  f"published version ({FIRST_VERSION}); re-plan with this milp",
                                  field="version")
-        error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+        version = data.get("version") if isinstance(data, dict) else None
+        validator = _validator(version if version in range(FIRST_VERSION, SCHEMA_VERSION + 1)
+                               else SCHEMA_VERSION)
+        error = jsonschema.exceptions.best_match(map(_own_branch, validator.iter_errors(data)))
         if error is not None:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise InputError(source, error.message, field=where.lstrip(".") or None)
@@ -147,13 +156,25 @@ class Plan:
         return cls.from_dict(data, str(path))
 
 
+def _own_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """A step that fails ``oneOf`` (run | migration) is judged by the branch of its own
+    ``kind``: a run with a wrong field says so, not that ``kind`` should be 'migration'."""
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        branch = {"run": 0, "migration": 1}.get(error.instance.get("kind"))
+        own = [e for e in error.context if e.relative_schema_path[0] == branch]
+        if own:
+            return jsonschema.exceptions.best_match(own)
+    return error
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a plan may hold")
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
     if isinstance(step, Run):
-        return {"kind": "run", "site": step.site, "start_s": step.start_s, "end_s": step.end_s}
+        d = {"kind": "run", "site": step.site, "start_s": step.start_s, "end_s": step.end_s}
+        return d | {"lost": True} if step.lost else d
     return {"kind": "migration", "src": step.src, "dst": step.dst, "start_s": step.start_s,
             "checkpoint_gb": step.checkpoint_gb, "transfer_s": step.transfer_s,
             "disruption_s": step.disruption_s}
@@ -161,21 +182,21 @@ def _step_dict(step: Step) -> dict[str, Any]:
 
 def _step(d: dict[str, Any]) -> Step:
     if d["kind"] == "run":
-        return Run(d["site"], d["start_s"], d["end_s"])
+        return Run(d["site"], d["start_s"], d["end_s"], d.get("lost", False))
     return Migration(d["src"], d["dst"], d["start_s"], d["checkpoint_gb"], d["transfer_s"],
                      d["disruption_s"])
 
 
 @cache
-def schema() -> dict[str, Any]:
-    """The JSON Schema of plan.json (version :data:`SCHEMA_VERSION`)."""
-    text = resources.files("milp").joinpath(f"schemas/plan-v{SCHEMA_VERSION}.schema.json")
+def schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """The JSON Schema of plan.json version ``version`` (default: the one this milp writes)."""
+    text = resources.files("milp").joinpath(f"schemas/plan-v{version}.schema.json")
     return json.loads(text.read_text(encoding="utf-8"))
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(schema())
+def _validator(version: int = SCHEMA_VERSION) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(schema(version))
 
 
 # ---- schedule.csv ------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_schema_violations_are_input_errors(mutate, field):
 
 
 def test_newer_schema_version_is_refused_clearly():
-    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": 2}
+    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": 3}
     with pytest.raises(InputError, match="newer than this milp reads"):
         Plan.from_dict(d)
 
@@ -66,12 +66,26 @@ def test_bad_json_names_the_line(tmp_path):
     assert e.value.line == 3 and "invalid JSON" in str(e.value)
 
 
-def test_schema_documents_every_field():
-    s = schema()
+@pytest.mark.parametrize("version, n_fields", [(1, 8 + 4 + 7), (2, 8 + 5 + 7)])
+def test_schema_documents_every_field(version, n_fields):
+    s = schema(version)
     fields = [*s["properties"].items(), *s["$defs"]["run"]["properties"].items(),
               *s["$defs"]["migration"]["properties"].items()]
-    assert len(fields) == 8 + 4 + 7
+    assert len(fields) == n_fields
     assert [k for k, v in fields if not v.get("description")] == []
+
+
+def test_version_1_plans_are_read_and_cannot_hold_lost_runs():
+    v1 = {"schema": "milp-plan", "version": 1, "instance": "x", "start": "t", "slot_minutes": 15,
+          "policy": "p", "jobs": [{"job": "a", "steps": [
+              {"kind": "run", "site": "s", "start_s": 0, "end_s": 10}]}]}
+    plan = Plan.from_dict(v1)
+    assert plan.to_dict()["version"] == 2 and plan.jobs[0].steps[0] == Run("s", 0, 10)
+    v1["jobs"][0]["steps"][0]["lost"] = True
+    with pytest.raises(InputError, match="lost"):
+        Plan.from_dict(v1)
+    lost = Plan("x", "t", 15, "p", (JobPlan("a", (Run("s", 0, 10, lost=True),)),))
+    assert Plan.from_dict(json.loads(lost.to_json())) == lost
 
 
 def test_schedule_rows_and_states():

@@ -79,12 +79,13 @@ def plan_start(plan: Plan, shift_to: str | None = None) -> datetime:
 
 
 def plan_steps(plan: Plan, shift_to: str | None = None) -> list[Step]:
-    """Every step of every job, in each job's order (jobs in plan order)."""
+    """Every step of every job, in each job's order (jobs in plan order). Lost runs (history of
+    an executed plan, ``milp replay``) are not steps to schedule and are left out."""
     start = plan_start(plan, shift_to)
     steps: list[Step] = []
     for jp in plan.jobs:
         after = ""
-        for k, s in enumerate(jp.steps):
+        for k, s in enumerate(x for x in jp.steps if not getattr(x, "lost", False)):
             run = isinstance(s, Run)
             kind = "run" if run else "transfer"
             name = f"{jp.job}.{k}.{kind}"

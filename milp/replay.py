@@ -1,0 +1,254 @@
+"""Executing a plan against a perturbed reality: slower links, forecast error, sites going dark.
+
+:func:`replay` walks a plan's steps in order of planned start and does what an operator
+following it would do, in a reality that differs from the forecast the plan was made for:
+
+- **Links** carry ``bandwidth_factor`` of their planned Gbps. A transfer takes
+  ``8·S / (factor·B)`` seconds; transfers on one link queue one after the other (first planned,
+  first sent), so a slow transfer also delays the next ones. A moved job resumes at the later of
+  its planned restart and its actual arrival + load + downtime; its runs still end when planned
+  (the GPU is reserved for others after), so delays cost work, never GPUs.
+- **Renewable power** is the forecast times ``1 + renewable_noise·N(0,1)`` (clipped at 0),
+  drawn per site and slot with ``seed``. It changes what the plan's energy costs, not the plan.
+- **Outages** (``site@time``): from that instant to the end of the horizon the site has no power.
+  A job running there falls back to its last checkpoint — taken when it started running and
+  every ``checkpoint_every_s`` since — and the work after it is lost (recorded as a ``lost`` run:
+  it drew power and held the GPU, but did no work). Checkpoints are kept on replicated storage,
+  so a job stranded at a dark site can still be moved away over the site's links. Nothing is
+  run at, or moved to, a dark site.
+
+With ``replan`` set to a policy, the executor stops at each **trigger** (an outage, the moment
+the first slow transfer shows, every ``replan_every_s``), rounds it up to the next slot
+boundary, takes the :class:`~milp.state.State` of every job there (site, work left, checkpoint
+in flight, dark sites, observed bandwidth) and continues with the plan
+:func:`~milp.state.replan` makes for the rest of the horizon (rolling re-planning). Without
+it, the plan is followed as made (plan once).
+
+The executed plan is scored by the one evaluator against the perturbed instance: every job of
+the instance is either finished or reported with its remaining work (``unfinished_work_h``),
+and lost work is ``lost_work_h``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from milp.evaluate import Evaluation, evaluate
+from milp.instance import Instance
+from milp.plan import JobPlan, Migration, Plan, Run
+from milp.state import JobState, State, replan as replan_from
+
+#: Below this many seconds, two instants are the same and a run is empty.
+EPS_S = 1e-6
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What reality does differently from the plan (see the module docstring)."""
+
+    bandwidth_factor: float = 1.0          #: share of each link's planned Gbps it carries
+    renewable_noise: float = 0.0           #: std-dev of the relative forecast error
+    seed: int = 0                          #: seed of the forecast error
+    outages: tuple[tuple[int, float], ...] = ()  #: (site index, seconds) dark from then on
+    checkpoint_every_s: float = 1800.0     #: periodic checkpoint of a running job (s)
+
+    def dark_from(self, n_sites: int) -> np.ndarray:
+        """[n] the instant each site goes dark (inf if never)."""
+        dark = np.full(n_sites, np.inf)
+        for site, t in self.outages:
+            dark[site] = min(dark[site], t)
+        return dark
+
+
+def reality(inst: Instance, faults: Faults) -> Instance:
+    """The instance as it turns out: noisy renewable power, slower links, dark sites."""
+    rng = np.random.default_rng(faults.seed)
+    noise = rng.standard_normal(inst.renewable_kw.shape)
+    renewable = np.maximum(0.0, inst.renewable_kw * (1.0 + faults.renewable_noise * noise))
+    for n, t in enumerate(faults.dark_from(inst.n_sites)):
+        if math.isfinite(t):
+            k = int(t // inst.slot_s)
+            if k < inst.n_slots:
+                renewable[n, k] *= (t - k * inst.slot_s) / inst.slot_s
+            renewable[n, k + 1:] = 0.0
+    links = inst.link_gbps * faults.bandwidth_factor
+    for a in (renewable, links):
+        a.setflags(write=False)
+    return replace(inst, renewable_kw=renewable, link_gbps=links)
+
+
+@dataclass
+class _Job:
+    """What the executor knows of one job: where it is, work done (s), when it is free."""
+
+    site: int
+    done_s: float
+    ready_s: float
+    work_s: float
+    steps: list = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.done_s >= self.work_s - EPS_S
+
+
+@dataclass
+class Replay:
+    """What happened: the executed plan, the perturbed instance, the evaluator's verdict on it,
+    the planned plan's verdict on the forecast, and the log of faults and re-plans."""
+
+    executed: Plan
+    real: Instance
+    actual: Evaluation
+    planned: Evaluation
+    events: list[dict[str, Any]]
+    first_state: State | None
+
+
+class _Executor:
+    def __init__(self, inst: Instance, real: Instance, faults: Faults):
+        self.inst, self.real, self.faults = inst, real, faults
+        self.dark = faults.dark_from(inst.n_sites)
+        self.link_free: dict[tuple[int, int], float] = {}
+        self.jobs = [_Job(int(inst.origin[j]), 0.0, float(inst.release_s[j]),
+                          float(inst.work_h[j]) * 3600.0) for j in range(inst.n_jobs)]
+        self.slow_seen_s = math.inf   # when a transfer was first seen taking longer than planned
+
+    def follow(self, plan: Plan, until_s: float) -> None:
+        """Execute the steps of ``plan`` that start before ``until_s``; runs stop there."""
+        order = []
+        for jp in plan.jobs:
+            j = self.inst.job_index_map.get(jp.job)
+            if j is not None:
+                order += [(s.start_s, j, k, s) for k, s in enumerate(jp.steps)
+                          if s.start_s < until_s - EPS_S and not getattr(s, "lost", False)]
+        for _, j, _, step in sorted(order, key=lambda x: x[:3]):
+            if isinstance(step, Run):
+                self._run(self.jobs[j], step, until_s)
+            else:
+                self._move(j, step, until_s)
+
+    def _run(self, job: _Job, step: Run, until_s: float) -> None:
+        n = self.inst.site_index_map[step.site]
+        if job.finished or n != job.site:
+            return
+        start = max(step.start_s, job.ready_s)
+        natural_end = min(step.end_s, start + job.work_s - job.done_s)
+        if natural_end <= start + EPS_S or self.dark[n] <= start or start >= until_s:
+            return
+        if self.dark[n] < natural_end and self.dark[n] <= until_s:
+            # the site goes dark mid-run: back to the last checkpoint
+            every = self.faults.checkpoint_every_s
+            ckpt = start + math.floor((self.dark[n] - start) / every) * every
+            if ckpt > start + EPS_S:
+                job.steps.append(Run(step.site, start, ckpt))
+                job.done_s += ckpt - start
+            job.steps.append(Run(step.site, ckpt, float(self.dark[n]), lost=True))
+            job.ready_s = float(self.dark[n])
+            return
+        end = min(natural_end, until_s)
+        job.steps.append(Run(step.site, start, end))
+        job.done_s += end - start
+        job.ready_s = end
+
+    def _move(self, j: int, step: Migration, until_s: float) -> None:
+        job, inst = self.jobs[j], self.inst
+        src, dst = inst.site_index_map[step.src], inst.site_index_map[step.dst]
+        gbps = self.real.link_gbps[src, dst]
+        if job.finished or src != job.site or self.dark[dst] <= step.start_s or gbps <= 0:
+            return
+        start = max(step.start_s, job.ready_s, self.link_free.get((src, dst), 0.0))
+        transfer_s = 8.0 * float(inst.checkpoint_gb[j]) / float(gbps)
+        arrive = start + transfer_s + inst.migration.stop_s
+        if start >= until_s or arrive > inst.horizon_s:
+            return
+        if transfer_s > step.transfer_s + EPS_S:
+            self.slow_seen_s = min(self.slow_seen_s, step.start_s + step.transfer_s)
+        job.steps.append(Migration(step.src, step.dst, start, float(inst.checkpoint_gb[j]),
+                                   transfer_s, transfer_s + inst.migration.stop_s))
+        self.link_free[(src, dst)] = start + transfer_s
+        job.site, job.ready_s = dst, arrive
+
+    def state(self, at_s: float, bandwidth_factor: float) -> State:
+        down = frozenset(int(n) for n in np.flatnonzero(self.dark <= at_s))
+        jobs = {j: JobState(s.site, max(0.0, (s.work_s - s.done_s) / 3600.0),
+                            max(at_s, s.ready_s)) for j, s in enumerate(self.jobs)}
+        return State(at_s, jobs, down, bandwidth_factor)
+
+    def plan(self, policy: str) -> Plan:
+        inst = self.inst
+        return Plan(instance=inst.name, start=inst.start.isoformat(),
+                    slot_minutes=inst.slot_minutes, policy=policy,
+                    jobs=tuple(JobPlan(inst.jobs[j], tuple(s.steps))
+                               for j, s in enumerate(self.jobs)))
+
+
+def triggers(inst: Instance, plan: Plan, faults: Faults, replan_every_s: float | None
+             ) -> list[tuple[float, str]]:
+    """When a re-planning operator would act: (time, why), in time order.
+
+    Each outage; the planned end of the first transfer when links are slower than planned (the
+    first moment a transfer is seen running late); every ``replan_every_s`` seconds.
+    """
+    out = [(t, f"outage at {inst.sites[n]}") for n, t in faults.outages]
+    if faults.bandwidth_factor < 1.0:
+        moves = [s for jp in plan.jobs for s in jp.steps if isinstance(s, Migration)]
+        if moves:
+            first = min(moves, key=lambda s: s.start_s)
+            out.append((first.start_s + first.transfer_s, "a transfer runs late"))
+    if replan_every_s:
+        out += [(k * replan_every_s, "scheduled re-plan")
+                for k in range(1, int(inst.horizon_s // replan_every_s) + 1)]
+    return sorted((t, why) for t, why in out if 0 <= t < inst.horizon_s)
+
+
+def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None,
+           replan_every_s: float | None = None, time_limit_s: float = 30.0) -> Replay:
+    """Execute ``plan`` in the reality ``faults`` describe; re-plan with policy ``replan`` at
+    each trigger (plan once when ``None``). Scores the executed plan with the evaluator."""
+    real = reality(inst, faults)
+    ex = _Executor(inst, real, faults)
+    events: list[dict[str, Any]] = [{"time_s": t, "event": f"outage at {inst.sites[n]}"}
+                                    for n, t in faults.outages]
+    current, first_state, done_until = plan, None, 0.0
+    for t, why in triggers(inst, plan, faults, replan_every_s) if replan else []:
+        at = min(math.ceil(t / inst.slot_s - 1e-9) * inst.slot_s,
+                 (inst.n_slots - 1) * inst.slot_s)
+        if at <= done_until:
+            continue
+        ex.follow(current, at)
+        known = faults.bandwidth_factor if ex.slow_seen_s <= at else 1.0
+        state = ex.state(at, known)
+        first_state = first_state or state
+        current, _, _ = replan_from(inst, state, replan, time_limit_s)
+        events.append({"time_s": at, "event": f"re-plan with {replan} ({why})"})
+        done_until = at
+    ex.follow(current, math.inf)
+    label = f"{plan.policy}, executed" + (f", re-planned by {replan}" if replan else "")
+    executed = ex.plan(label)
+    return Replay(executed=executed, real=real, actual=evaluate(real, executed),
+                  planned=evaluate(inst, plan), events=sorted(events, key=lambda e: e["time_s"]),
+                  first_state=first_state)
+
+
+def job_table(inst: Instance, result: Replay):
+    """Per job: where it ended, finished or not, completion, work done / left / lost (h)."""
+    import pandas as pd
+
+    e = result.actual
+    last_site = [inst.sites[int(inst.origin[j])] for j in range(inst.n_jobs)]
+    for jp in result.executed.jobs:
+        for s in jp.steps:
+            last_site[inst.job_index_map[jp.job]] = s.site if isinstance(s, Run) else s.dst
+    finished = ~np.isnan(e.completion_s)
+    return pd.DataFrame({
+        "job": inst.jobs, "site": last_site, "finished": finished,
+        "completion": [inst.time_of(c).isoformat(timespec="seconds") if f else ""
+                       for c, f in zip(e.completion_s, finished)],
+        "work_h": inst.work_h, "work_done_h": np.round(np.minimum(e.work_done_h, inst.work_h), 9),
+        "work_left_h": np.round(np.maximum(inst.work_h - e.work_done_h, 0.0), 9),
+        "lost_h": np.round(e.lost_h, 9)})

@@ -1,0 +1,275 @@
+"""The state of a day at time ``at``, and re-planning the rest of the horizon from it.
+
+``STATE.json`` (written by ``milp replay``, or by an operator's tooling)::
+
+    {"schema": "milp-state", "version": 1, "instance": "paper-5site",
+     "at": "2019-04-21T12:00:00-07:00",
+     "down_sites": ["s03-wind"],           # sites without power from now on
+     "bandwidth_factor": 0.5,              # links carry this share of their planned Gbps
+     "jobs": [{"job": "j0001", "site": "s02-solar", "work_left_h": 1.25,
+               "ready": "2019-04-21T12:03:10-07:00"}]}
+
+Each job entry says where the job's checkpoint is (for a checkpoint in flight: its destination),
+how much work it still has (GPU hours) and from when it can run there (arrival + load for a
+checkpoint in flight; default ``at``). A job the state does not list is untouched: at its
+origin with all its work. ``work_left_h`` 0 means finished.
+
+:func:`replan` cuts the instance at the first slot boundary at or after ``at``
+(:func:`remainder`), runs any policy on that remainder and shifts the plan back to the
+instance's clock, so it continues the steps already taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from milp.errors import InputError
+from milp.files import write_atomic
+from milp.instance import Instance
+from milp.plan import JobPlan, Migration, Plan, Run
+
+STATE_SCHEMA = "milp-state"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where one job is (site index), its work left (GPU hours) and when it can run (s)."""
+
+    site: int
+    work_left_h: float
+    ready_s: float
+
+
+@dataclass(frozen=True)
+class State:
+    """The day at ``at_s`` seconds from the instance start."""
+
+    at_s: float
+    jobs: dict[int, JobState]                  #: by job index; missing = untouched
+    down_sites: frozenset[int] = frozenset()
+    bandwidth_factor: float = 1.0
+
+    def to_dict(self, inst: Instance) -> dict[str, Any]:
+        def iso(s: float) -> str:
+            return inst.time_of(s).isoformat(timespec="milliseconds")
+        return {"schema": STATE_SCHEMA, "version": STATE_VERSION, "instance": inst.name,
+                "at": iso(self.at_s), "down_sites": [inst.sites[n] for n in
+                                                      sorted(self.down_sites)],
+                "bandwidth_factor": self.bandwidth_factor,
+                "jobs": [{"job": inst.jobs[j], "site": inst.sites[s.site],
+                          "work_left_h": round(s.work_left_h, 9), "ready": iso(s.ready_s)}
+                         for j, s in sorted(self.jobs.items())]}
+
+    def save(self, inst: Instance, path: str | Path) -> Path:
+        return write_atomic(path, json.dumps(self.to_dict(inst), indent=1) + "\n")
+
+
+def parse_time(inst: Instance, text: str, source: str, fld: str) -> float:
+    """Seconds from the instance start of an ISO 8601 time with offset, or of ``<hours>h``."""
+    if isinstance(text, str) and text.endswith("h"):
+        try:
+            hours = float(text[:-1])
+        except ValueError:
+            hours = math.nan
+        if math.isfinite(hours):
+            return hours * 3600.0
+    try:
+        t = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise InputError(source, f"{text!r} is not an ISO 8601 time or a number of hours like "
+                         f"'6.5h'", field=fld) from None
+    if t.tzinfo is None:
+        raise InputError(source, f"{text!r} has no UTC offset", field=fld)
+    return (t - inst.start).total_seconds()
+
+
+def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State:
+    """Read and check ``STATE.json`` against ``inst``; ``at`` (CLI ``--at``) overrides its time."""
+    src = str(path)
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"),
+                          parse_constant=lambda c: math.nan)
+    except FileNotFoundError:
+        raise InputError(src, "file is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        line = getattr(e, "lineno", None)
+        raise InputError(src, f"not a JSON state file ({getattr(e, 'msg', 'not UTF-8')})",
+                         line=line) from None
+    if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
+        raise InputError(src, f"not a state file (\"schema\" must be {STATE_SCHEMA!r})",
+                         field="schema")
+    if data.get("version") != STATE_VERSION:
+        raise InputError(src, f"state version {data.get('version')!r} is not one this milp "
+                         f"reads ({STATE_VERSION})", field="version")
+    unknown = set(data) - {"schema", "version", "instance", "at", "down_sites",
+                           "bandwidth_factor", "jobs"}
+    if unknown:
+        raise InputError(src, "unknown key", field=sorted(unknown)[0])
+    if data.get("instance", inst.name) != inst.name:
+        raise InputError(src, f"state is for instance {data['instance']!r}, not {inst.name!r}",
+                         field="instance")
+    when = at if at is not None else data.get("at")
+    if when is None:
+        raise InputError(src, "no time: give \"at\" or --at", field="at")
+    at_s = parse_time(inst, when, "--at" if at is not None else src, "at")
+    if not 0 <= at_s < inst.horizon_s:
+        raise InputError("--at" if at is not None else src, f"{when} is outside the horizon",
+                         field="at")
+    factor = data.get("bandwidth_factor", 1.0)
+    if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
+            and 0 < factor <= 1e6):
+        raise InputError(src, "must be a number > 0", field="bandwidth_factor")
+    down = data.get("down_sites", [])
+    if not isinstance(down, list):
+        raise InputError(src, "must be a list of sites", field="down_sites")
+    down_idx = frozenset(_site(inst, s, src, f"down_sites[{i}]") for i, s in enumerate(down))
+    rows = data.get("jobs", [])
+    if not isinstance(rows, list):
+        raise InputError(src, "must be a list", field="jobs")
+    jobs: dict[int, JobState] = {}
+    for i, row in enumerate(rows):
+        where = f"jobs[{i}]"
+        if not isinstance(row, dict) or set(row) - {"job", "site", "work_left_h", "ready"}:
+            raise InputError(src, "must be an object with job, site, work_left_h and "
+                             "optionally ready", field=where)
+        j = inst.job_index_map.get(row.get("job"))
+        if j is None:
+            raise InputError(src, f"unknown job {row.get('job')!r}", field=f"{where}.job")
+        if j in jobs:
+            raise InputError(src, f"job {row['job']!r} is listed twice", field=f"{where}.job")
+        left = row.get("work_left_h")
+        if not (isinstance(left, (int, float)) and not isinstance(left, bool)
+                and 0 <= left <= inst.work_h[j] + 1e-9):
+            raise InputError(src, f"must be a number from 0 to the job's work "
+                             f"({inst.work_h[j]:g} h)", field=f"{where}.work_left_h")
+        ready = parse_time(inst, row["ready"], src, f"{where}.ready") if "ready" in row \
+            else at_s
+        if not math.isfinite(ready):
+            raise InputError(src, "must be a time", field=f"{where}.ready")
+        jobs[j] = JobState(_site(inst, row.get("site"), src, f"{where}.site"), float(left),
+                           max(ready, at_s))
+    return State(at_s, jobs, down_idx, float(factor))
+
+
+def _site(inst: Instance, name: Any, src: str, fld: str) -> int:
+    n = inst.site_index_map.get(name) if isinstance(name, str) else None
+    if n is None:
+        raise InputError(src, f"unknown site {name!r}", field=fld)
+    return n
+
+
+# ---- the remainder of the day -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Remainder:
+    """The instance from slot ``offset`` on, as the state leaves it; ``jobs[k]`` is the full
+    instance's index of the remainder's job ``k``."""
+
+    inst: Instance
+    offset: int
+    jobs: tuple[int, ...] = field(default=())
+
+    @property
+    def offset_s(self) -> float:
+        return self.offset * self.inst.slot_s
+
+
+def remainder(inst: Instance, state: State) -> Remainder:
+    """The planning problem left at ``state.at_s``, from the next slot boundary to the end.
+
+    Jobs keep their ids; each starts at its state site with its work left, released at the slot
+    where it is ready (and not before its own release). A deadline already passed, or too close
+    to hold the job's release slot, becomes the end of the horizon (the job is late either way;
+    the evaluator reports it). Sites down have no GPU and no renewable power; links carry
+    ``bandwidth_factor`` of their Gbps.
+    """
+    offset = min(math.ceil(state.at_s / inst.slot_s - 1e-9), inst.n_slots - 1)
+    n_slots = inst.n_slots - offset
+    keep, origin, release, deadline, work = [], [], [], [], []
+    for j in range(inst.n_jobs):
+        s = state.jobs.get(j, JobState(int(inst.origin[j]), float(inst.work_h[j]),
+                                       float(inst.release_s[j])))
+        if s.work_left_h <= 1e-9:
+            continue
+        r = max(int(inst.release_slot[j]),
+                math.ceil(s.ready_s / inst.slot_s - 1e-9)) - offset
+        r = min(max(r, 0), n_slots - 1)
+        d = int(inst.deadline_slot[j]) - offset
+        keep.append(j)
+        origin.append(s.site)
+        release.append(r)
+        deadline.append(d if d > r else n_slots)
+        work.append(s.work_left_h)
+    down = np.array(sorted(state.down_sites), dtype=int)
+    gpus = inst.gpus.copy()
+    gpus[down] = 0
+    renewable = inst.renewable_kw[:, offset:].copy()
+    renewable[down] = 0.0
+    idx = np.array(keep, dtype=int)
+
+    def ro(a) -> np.ndarray:
+        a = np.asarray(a)
+        a.setflags(write=False)
+        return a
+
+    sub = replace(
+        inst, start=inst.time_of(offset * inst.slot_s), n_slots=n_slots, gpus=ro(gpus),
+        renewable_kw=ro(renewable), link_gbps=ro(inst.link_gbps * state.bandwidth_factor),
+        jobs=tuple(inst.jobs[j] for j in keep), origin=ro(np.array(origin, dtype=int)),
+        release_slot=ro(np.array(release, dtype=int)),
+        deadline_slot=ro(np.array(deadline, dtype=int)),
+        work_h=ro(np.array(work, dtype=float)), checkpoint_gb=ro(inst.checkpoint_gb[idx]),
+        compute_kw=ro(inst.compute_kw[idx]), extra={})
+    return Remainder(sub, offset, tuple(keep))
+
+
+def shift(plan: Plan, inst: Instance, offset_s: float, policy: str) -> Plan:
+    """A remainder's plan on the full instance's clock (every time + ``offset_s``)."""
+    def move(s):
+        if isinstance(s, Run):
+            return Run(s.site, s.start_s + offset_s, s.end_s + offset_s, s.lost)
+        return Migration(s.src, s.dst, s.start_s + offset_s, s.checkpoint_gb, s.transfer_s,
+                         s.disruption_s)
+    return Plan(instance=inst.name, start=inst.start.isoformat(), slot_minutes=inst.slot_minutes,
+                policy=policy, info=dict(plan.info),
+                jobs=tuple(JobPlan(jp.job, tuple(move(s) for s in jp.steps))
+                           for jp in plan.jobs))
+
+
+def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> Plan:
+    """Run ``policy`` (a greedy name or ``milp``) on a remainder; the plan is on its clock.
+
+    The MILP runs elastic: after a fault, some deadlines may no longer be reachable, and the
+    re-plan must still say what it can do for every job.
+    """
+    from milp.policies import POLICIES
+
+    if rest.inst.n_jobs == 0:
+        return Plan(instance=rest.inst.name, start=rest.inst.start.isoformat(),
+                    slot_minutes=rest.inst.slot_minutes, policy=policy, jobs=())
+    if policy == "milp":
+        from milp.solve import SolveOptions, plan_milp
+        plan, _ = plan_milp(rest.inst, SolveOptions(time_limit_s=time_limit_s, elastic=True,
+                                                    threads=1))
+        return plan
+    if policy not in POLICIES:
+        raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
+                         f"{', '.join(POLICIES)})")
+    return POLICIES[policy](rest.inst, None)
+
+
+def replan(inst: Instance, state: State, policy: str, time_limit_s: float = 30.0
+           ) -> tuple[Plan, Remainder, Plan]:
+    """Plan the rest of the horizon from ``state``: (plan on the instance's clock, the
+    remainder problem, the plan on the remainder's clock)."""
+    rest = remainder(inst, state)
+    local = plan_remainder(rest, policy, time_limit_s)
+    return shift(local, inst, rest.offset_s, f"replan:{policy}"), rest, local
