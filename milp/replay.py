@@ -147,7 +147,8 @@ class _Executor:
             if ckpt > start + EPS_S:
                 job.steps.append(Run(step.site, start, ckpt))
                 job.done_s += ckpt - start
-            job.steps.append(Run(step.site, ckpt, float(self.dark[n]), lost=True))
+            if self.dark[n] > ckpt + EPS_S:
+                job.steps.append(Run(step.site, ckpt, float(self.dark[n]), lost=True))
             job.ready_s = float(self.dark[n])
             return
         end = min(natural_end, until_s)

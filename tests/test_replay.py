@@ -1,0 +1,283 @@
+"""Replay (faults and forecast error) and re-planning from a state, on hand-made instances
+whose outcome can be worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from milp.evaluate import evaluate
+from milp.instance import load_instance
+from milp.plan import JobPlan, Migration, Plan, Run
+from milp.replay import Faults, job_table, reality, replay
+from milp.state import State, JobState, load_state, remainder, replan
+from tests.conftest import TINY, run_cli, write_instance
+
+H = 3600.0
+
+
+def hand_plan(inst, *jobs: tuple[str, tuple]) -> Plan:
+    return Plan(inst.name, inst.start.isoformat(), inst.slot_minutes, "hand",
+                tuple(JobPlan(j, steps) for j, steps in jobs))
+
+
+# ---- a bandwidth drop pushes a planned move out of the domain ------------------------------
+
+def one_slot_window(tmp_path: Path):
+    """Job j (40 GB) at dark site a; site b sunny for one slot: α·W = 0.1 × 900 s = 90 s.
+    At 10 Gbps the move takes 32 + 10.4 = 42.4 s (inside); at 2.5 Gbps 128 + 10.4 (outside)."""
+    return load_instance(write_instance(
+        tmp_path / "bw", sites={"a": 1, "b": 1},
+        renewable={"a": [0] * 8, "b": [5, 0, 0, 0, 0, 0, 0, 0]},
+        links=[("a", "b", 10), ("b", "a", 10)],
+        jobs=[{"job": "j", "origin": "a", "release_h": 0, "work_h": 0.5, "checkpoint_gb": 40}]))
+
+
+def test_slower_link_makes_the_planned_move_leave_the_domain(tmp_path):
+    inst = one_slot_window(tmp_path)
+    plan = hand_plan(inst, ("j", (Migration("a", "b", 0.0, 40.0, 32.0, 42.4),
+                                  Run("b", 900.0, 900.0 + 0.5 * H))))
+    assert evaluate(inst, plan).migrations_outside_domain == 0
+    r = replay(inst, plan, Faults(bandwidth_factor=0.25))
+    move = r.executed.jobs[0].steps[0]
+    assert move.transfer_s == pytest.approx(128.0) and move.disruption_s == pytest.approx(138.4)
+    assert r.actual.valid and r.actual.migrations_outside_domain == 1
+    assert r.actual.unfinished_jobs == 0        # arrival at 138.4 s, still before 900 s
+    assert r.planned.migrations_outside_domain == 0
+
+
+def test_queued_transfers_delay_the_next_job(tmp_path):
+    """Two 40 GB moves planned back to back on one 10 Gbps link (32 s each); at half the
+    bandwidth the second waits for the first (64 s) and its job resumes later."""
+    d = write_instance(
+        tmp_path / "q", sites={"a": 2, "b": 2}, renewable={"a": [0] * 4, "b": [5] * 4},
+        links=[("a", "b", 10)],
+        jobs=[{"job": j, "origin": "a", "release_h": 0, "work_h": 0.2, "checkpoint_gb": 40}
+              for j in ("j1", "j2")])
+    inst = load_instance(d)
+    plan = hand_plan(inst, *[(j, (Migration("a", "b", 32.0 * k, 40.0, 32.0, 42.4 + 0 * k),
+                                  Run("b", 32.0 * k + 42.4, 32.0 * k + 42.4 + 0.2 * H)))
+                             for k, j in enumerate(("j1", "j2"))])
+    assert evaluate(inst, plan).valid
+    r = replay(inst, plan, Faults(bandwidth_factor=0.5))
+    m1, m2 = r.executed.jobs[0].steps[0], r.executed.jobs[1].steps[0]
+    assert (m1.start_s, m2.start_s) == (pytest.approx(0.0), pytest.approx(64.0))
+    run2 = r.executed.jobs[1].steps[1]
+    assert run2.start_s == pytest.approx(64.0 + 64.0 + 10.4)   # arrival, not the plan's 74.4
+    assert run2.end_s == pytest.approx(32.0 + 42.4 + 0.2 * H)  # the GPU is freed as planned
+    assert r.actual.valid and r.actual.unfinished_jobs == 2   # both arrive late
+    left = job_table(inst, r).set_index("job")["work_left_h"]
+    assert left["j1"] == pytest.approx((74.4 - 42.4) / H)
+    assert left["j2"] == pytest.approx((138.4 - 74.4) / H)
+
+
+# ---- an outage mid-job, then a re-plan that recovers --------------------------------------
+
+def outage_instance(tmp_path: Path):
+    """Job j (2 h, 5 GB) runs at a from 0 h; a goes dark at 1 h 10 min. Checkpoints every
+    30 min: the work of 1 h is kept, 10 min are lost. Site b (sunny, fast link) can take it."""
+    return load_instance(write_instance(
+        tmp_path / "out", sites={"a": 1, "b": 1},
+        renewable={"a": [5] * 24, "b": [5] * 24}, links=[("a", "b", 10), ("b", "a", 10)],
+        jobs=[{"job": "j", "origin": "a", "release_h": 0, "work_h": 2, "checkpoint_gb": 5,
+               "deadline_h": 6}]))
+
+
+def test_outage_mid_job_falls_back_to_the_last_checkpoint(tmp_path):
+    inst = outage_instance(tmp_path)
+    plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
+    r = replay(inst, plan, Faults(outages=((0, 70 * 60.0),)))
+    assert r.executed.jobs[0].steps == (Run("a", 0.0, H), Run("a", H, 70 * 60.0, lost=True))
+    assert r.actual.valid
+    assert r.actual.lost_work_h == pytest.approx(10 / 60)
+    assert r.actual.unfinished_jobs == 1 and r.actual.unfinished_work_h == pytest.approx(1.0)
+    row = job_table(inst, r).iloc[0]
+    assert (row["finished"], row["work_left_h"], row["lost_h"]) == (False, pytest.approx(1.0),
+                                                                  pytest.approx(10 / 60))
+    # the dark site draws no renewable power after 1 h 10 min
+    assert r.real.renewable_kw[0, 4] == pytest.approx(5 * (10 / 15)) and \
+        r.real.renewable_kw[0, 5:].sum() == 0
+
+
+@pytest.mark.parametrize("policy", ["milp", "feasibility-aware"])
+def test_replan_after_the_outage_recovers(tmp_path, policy):
+    inst = outage_instance(tmp_path)
+    plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
+    r = replay(inst, plan, Faults(outages=((0, 70 * 60.0),)), replan=policy, time_limit_s=10)
+    assert r.actual.valid and r.actual.unfinished_jobs == 0 and r.actual.deadline_misses == 0
+    assert r.actual.lost_work_h == pytest.approx(10 / 60)
+    steps = r.executed.jobs[0].steps
+    moves = [s for s in steps if isinstance(s, Migration)]
+    assert len(moves) == 1 and (moves[0].src, moves[0].dst) == ("a", "b")
+    assert moves[0].start_s >= 75 * 60.0            # re-planned at the next slot boundary
+    assert all(s.site == "b" for s in steps[steps.index(moves[0]) + 1:])
+    assert [e["event"] for e in r.events] == ["outage at a", f"re-plan with {policy} (outage at a)"]
+    state = r.first_state
+    assert state.at_s == 75 * 60.0 and state.down_sites == {0}
+    assert state.jobs[0] == JobState(0, pytest.approx(1.0), 75 * 60.0)
+
+
+def test_plan_once_and_replan_agree_without_faults(tmp_path):
+    inst = load_instance(TINY)
+    from milp.policies import POLICIES
+    plan = POLICIES["feasibility-aware"](inst, None)
+    once = replay(inst, plan, Faults())
+    assert once.actual.metrics() == once.planned.metrics()
+    assert once.executed.jobs == plan.jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_moving():
+    from milp.policies import POLICIES
+    inst = load_instance(TINY)
+    return inst, POLICIES["energy-only"](inst, None)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(factor=st.floats(0.05, 2.0), noise=st.floats(0, 0.8), seed=st.integers(0, 9),
+       outages=st.lists(st.tuples(st.integers(0, 2), st.floats(0, 23.9)), max_size=3),
+       every_min=st.sampled_from([5, 30, 120]),
+       again=st.sampled_from([None, "feasibility-aware", "static"]))
+def test_no_job_is_ever_lost(tiny_moving, factor, noise, seed, outages, every_min, again):
+    """Whatever the faults, the executed plan is physically valid and every job of the
+    instance is in the job table, finished or with its work left; done + left = work."""
+    inst, plan = tiny_moving
+    faults = Faults(factor, noise, seed, tuple((n, h * H) for n, h in outages), every_min * 60)
+    r = replay(inst, plan, faults, replan=again)
+    table = job_table(inst, r)
+    assert r.actual.valid, r.actual.violations
+    assert sorted(table["job"]) == sorted(inst.jobs)
+    assert np.allclose(table["work_done_h"] + table["work_left_h"], inst.work_h)
+    assert table["finished"].sum() == inst.n_jobs - r.actual.unfinished_jobs
+    assert r.actual.lost_work_h <= len(outages) * every_min / 60 * inst.gpus.max() + 1e-9
+    dark = faults.dark_from(inst.n_sites)
+    for jp in r.executed.jobs:      # nothing runs at a site after it went dark
+        for step in jp.steps:
+            if isinstance(step, Run):
+                assert step.end_s <= dark[inst.site_index_map[step.site]] + 1e-6
+
+
+def test_renewable_noise_is_seeded_and_centred():
+    inst = load_instance(TINY)
+    a, b = reality(inst, Faults(renewable_noise=0.2, seed=1)), \
+        reality(inst, Faults(renewable_noise=0.2, seed=1))
+    c = reality(inst, Faults(renewable_noise=0.2, seed=2))
+    assert np.array_equal(a.renewable_kw, b.renewable_kw)
+    assert not np.array_equal(a.renewable_kw, c.renewable_kw)
+    assert (a.renewable_kw >= 0).all()
+    sunny = inst.renewable_kw > 0
+    ratio = a.renewable_kw[sunny] / inst.renewable_kw[sunny]
+    assert abs(ratio.mean() - 1) < 0.1 and 0.1 < ratio.std() < 0.3
+
+
+# ---- the state and the remainder -----------------------------------------------------------
+
+def test_remainder_cuts_at_the_next_slot_and_keeps_what_the_state_says(tmp_path):
+    inst = load_instance(TINY)
+    j = inst.job_index_map["j04"]
+    state = State(at_s=3700.0, jobs={j: JobState(2, 0.5, 5000.0)}, down_sites=frozenset({0}),
+                  bandwidth_factor=0.5)
+    rest = remainder(inst, state)
+    assert rest.offset == 5 and rest.inst.n_slots == inst.n_slots - 5
+    assert rest.inst.start == inst.time_of(5 * 900)
+    k = rest.inst.job_index_map["j04"]
+    assert rest.inst.origin[k] == 2 and rest.inst.work_h[k] == 0.5
+    assert rest.inst.release_slot[k] == 1       # ready at 5000 s -> slot 6 -> 1 after the cut
+    assert rest.inst.gpus[0] == 0 and rest.inst.renewable_kw[0].sum() == 0
+    assert np.allclose(rest.inst.link_gbps, inst.link_gbps * 0.5)
+    assert rest.inst.renewable_kw[1, 0] == inst.renewable_kw[1, 5]
+    plan, rest, local = replan(inst, state, "static")
+    assert all(s.start_s >= 5 * 900 for jp in plan.jobs for s in jp.steps)
+    assert evaluate(rest.inst, local).valid
+
+
+def write_state(path: Path, **over) -> Path:
+    base = {"schema": "milp-state", "version": 1, "instance": "tiny-3site",
+            "at": "2024-06-01T06:00:00-07:00", "down_sites": [], "bandwidth_factor": 1.0,
+            "jobs": [{"job": "j04", "site": "wind", "work_left_h": 0.5}]}
+    path.write_text(json.dumps(base | over))
+    return path
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"jobs": [{"job": "nope", "site": "wind", "work_left_h": 0.5}]}, "jobs[0].job"),
+    ({"jobs": [{"job": "j04", "site": "moon", "work_left_h": 0.5}]}, "jobs[0].site"),
+    ({"jobs": [{"job": "j04", "site": "wind", "work_left_h": 99}]}, "jobs[0].work_left_h"),
+    ({"jobs": [{"job": "j04", "site": "wind", "work_left_h": 0.1, "ready": "noon"}]},
+     "jobs[0].ready"),
+    ({"at": "2024-06-01T06:00:00"}, "at"),
+    ({"at": "2099-01-01T00:00:00+00:00"}, "at"),
+    ({"down_sites": ["moon"]}, "down_sites[0]"),
+    ({"bandwidth_factor": -1}, "bandwidth_factor"),
+    ({"version": 7}, "version"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_state_is_one_line_exit_2_and_writes_nothing(tmp_path, over, field):
+    state = write_state(tmp_path / "s.json", **over)
+    r = run_cli("replan", TINY, "--state", state, "--policy", "static", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and f"field '{field}'" in r.error and "\n" not in r.error
+    assert not (tmp_path / "o").exists()
+
+
+def test_state_times_accept_hours_and_offsets(tmp_path):
+    inst = load_instance(TINY)
+    st = load_state(inst, write_state(tmp_path / "s.json"), at="6.5h")
+    assert st.at_s == 6.5 * H and st.jobs[inst.job_index_map["j04"]].ready_s == 6.5 * H
+    assert load_state(inst, write_state(tmp_path / "s.json")).at_s == 6 * H
+
+
+# ---- the commands ----------------------------------------------------------------------------
+
+def test_replay_and_replan_commands(tmp_path):
+    plan_dir = tmp_path / "plan"
+    assert run_cli("plan", TINY, "--policy", "feasibility-aware", "--out", plan_dir,
+                   "--quiet").exit_code == 0
+    out = tmp_path / "replay"
+    r = run_cli("replay", TINY, plan_dir / "plan.json", "--out", out, "--bandwidth-factor", 0.5,
+                "--renewable-noise", 0.2, "--seed", 1, "--outage", "solar@10h",
+                "--replan", "feasibility-aware")
+    assert r.exit_code == 0, r.output
+    assert "re-plan with feasibility-aware (outage at solar)" in r.output
+    summary = json.loads((out / "summary.json").read_text())
+    inst = load_instance(TINY)
+    executed = Plan.load(out / "plan.json")
+    real = reality(inst, Faults(0.5, 0.2, 1, ((inst.site_index_map["solar"], 10 * H),)))
+    assert evaluate(real, executed).metrics() == summary["actual"]
+    assert {"plan.json", "jobs.csv", "summary.json", "state.json"} <= {
+        p.name for p in out.iterdir()}
+    again = run_cli("replay", TINY, plan_dir / "plan.json", "--out", tmp_path / "again",
+                    "--bandwidth-factor", 0.5, "--renewable-noise", 0.2, "--seed", 1,
+                    "--outage", "solar@10h", "--replan", "feasibility-aware")
+    assert again.exit_code == 0
+    for name in ("plan.json", "jobs.csv", "state.json"):
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+
+    r = run_cli("replan", TINY, "--state", out / "state.json", "--policy", "wait-awhile",
+                "--out", tmp_path / "replan")
+    assert r.exit_code == 0, r.output
+    plan = Plan.load(tmp_path / "replan" / "plan.json")
+    at = load_state(inst, out / "state.json").at_s
+    assert plan.policy == "replan:wait-awhile"
+    assert min(s.start_s for jp in plan.jobs for s in jp.steps) >= at
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--outage", "moon@3h"], "--outage"),
+    (["--outage", "solar"], "--outage"),
+    (["--outage", "solar@99h"], "outside the horizon"),
+    (["--outage", "solar@2024-06-01T03:00:00"], "no UTC offset"),
+    (["--outage", "solar@noon"], "not an ISO 8601 time"),
+    (["--replan", "magic"], "--replan"),
+])
+def test_bad_replay_options_are_refused_before_anything_is_written(tmp_path, args, needle):
+    plan = hand_plan(load_instance(TINY), ("j01", ()))
+    path = plan.save(tmp_path / "p.json")
+    r = run_cli("replay", TINY, path, "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and needle in r.error
+    assert not (tmp_path / "o").exists()
