@@ -206,6 +206,8 @@ def plan_cmd(
     max_sites: Annotated[Optional[int], typer.Option(
         help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
         min=1)] = None,
+    seed: Annotated[int, typer.Option(help="milp: seed of the neighbourhood search's random "
+                                      "choices.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
 ) -> None:
     """Make a day-ahead plan with one policy, score it with the evaluator, write its files.
@@ -217,20 +219,21 @@ def plan_cmd(
     from rich.progress import Progress
 
     from milp.evaluate import evaluate as run_evaluator
-    from milp.files import write_atomic
+    from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.plan import save_schedule
     from milp.policies import POLICIES
+    from milp.solve import SolveOptions
 
-    if policy not in POLICIES and policy != "milp":
-        raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
-                         f"{', '.join(POLICIES)})")
+    _check_policy(policy, "--policy")
     _check_out_dir(out)
     inst = load_instance(directory)
     started = time.perf_counter()
     solver = None
     if policy == "milp":
-        plan, solver = _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet)
+        plan, solver = _solve_milp(inst, SolveOptions(
+            time_limit_s=time_limit, gap=gap, threads=threads, elastic=elastic,
+            max_sites=max_sites, seed=seed), quiet)
     else:
         with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"{policy} on {inst.name}", total=None)
@@ -242,10 +245,11 @@ def plan_cmd(
     summary = {**head, **result.metrics()}
     if solver is not None:
         summary["solver"] = solver.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
-    plan.save(out / "plan.json")
-    save_schedule(plan, inst, out / "schedule.csv")
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    with staged_dir(out) as stage:   # all three files, or none
+        plan.save(stage / "plan.json")
+        save_schedule(plan, inst, stage / "schedule.csv")
+        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
+                     + "\n")
     if not quiet:
         if solver is not None:
             head.update({f"solver.{k}": getattr(solver, k) for k in (
@@ -262,16 +266,16 @@ def _check_out_dir(out: Path) -> None:
         raise InputError(str(out), "--out must be a folder, and this is a file")
 
 
-def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
+def _solve_milp(inst, options, quiet):
     """Solve; when no plan exists, list the jobs that cannot finish and why, and exit 3."""
-    from milp.explain import explain_unfinished
-    from milp.solve import NoPlanFound, SolveOptions, plan_milp
+    from dataclasses import replace
 
-    options = SolveOptions(time_limit_s=time_limit, gap=gap, threads=threads, elastic=elastic,
-                           max_sites=max_sites)
+    from milp.explain import explain_unfinished
+    from milp.solve import NoPlanFound, plan_milp
+
     if not quiet:
-        typer.echo(f"solving the MILP for {inst.name} (time limit {time_limit:g} s)...",
-                   err=True)
+        typer.echo(f"solving the MILP for {inst.name} (time limit {options.time_limit_s:g} "
+                   f"s)...", err=True)
     try:
         return plan_milp(inst, options)
     except NoPlanFound as e:
@@ -280,9 +284,8 @@ def _solve_milp(inst, time_limit, gap, threads, elastic, max_sites, quiet):
                        f"or try --elastic", err=True)
             raise typer.Exit(3)
     try:
-        relaxed, _ = plan_milp(inst, SolveOptions(time_limit_s=time_limit, gap=max(gap, 1e-2),
-                                                  threads=threads, elastic=True,
-                                                  max_sites=max_sites))
+        relaxed, _ = plan_milp(inst, replace(options, gap=max(options.gap, 1e-2),
+                                             elastic=True))
     except NoPlanFound as e:
         typer.echo(f"error: no plan meets every deadline, and the elastic plan that would say "
                    f"which jobs could not be found either ({e.facts.status}); raise "
@@ -315,14 +318,11 @@ def bench(
     from rich.progress import Progress
 
     from milp.bench import run_bench
-    from milp.policies import POLICIES
 
     _check_out_dir(out)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for name in names:
-        if name not in POLICIES and name != "milp":
-            raise InputError("--policies", f"unknown policy {name!r} (known: milp, "
-                             f"{', '.join(POLICIES)})")
+        _check_policy(name, "--policies")
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("bench", total=len(instances) * len(names))
         table = run_bench(instances, names, out, time_limit,

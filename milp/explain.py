@@ -31,10 +31,29 @@ def explain_unfinished(inst: Instance, unfinished_gpu_h: dict[str, float]) -> li
         why = (f"its sites ({names}) offer {offer:.3g} GPU-h between release and deadline, "
                f"and {len(others) + 1} jobs there need {need:.3g} GPU-h of it")
         if j in index.fixed_jobs:
-            links = inst.link_gbps[int(inst.origin[j])]
-            fastest = float(links.max()) if np.any(links > 0) else 0.0
-            why += (f"; no move is inside the feasibility domain (checkpoint "
-                    f"{inst.checkpoint_gb[j]:g} GB, fastest link {fastest:g} Gbps)")
+            why += "; " + stuck_reason(inst, j)
         lines.append(f"job {job}: {short:.3g} of {inst.work_h[j]:.3g} GPU-h cannot be done by "
                      f"{inst.time_of(d * inst.slot_s).isoformat(timespec='minutes')}: {why}")
     return lines
+
+
+def stuck_reason(inst: Instance, j: int) -> str:
+    """Why job j can never leave its origin before its deadline, with the numbers: no link,
+    no renewable window ahead at any destination, or no link fast enough for α·W of one."""
+    o, r, d = int(inst.origin[j]), int(inst.release_slot[j]), int(inst.deadline_slot[j])
+    links = inst.link_gbps[o]
+    if not np.any(links > 0):
+        return f"it cannot move: no link leaves {inst.sites[o]}"
+    budget_s = inst.migration.alpha * inst.remaining_window_slots[:, r:d].max(
+        axis=1, initial=0) * inst.slot_s
+    budget_s[o] = 0.0
+    best = int(np.argmax(np.where(links > 0, budget_s, 0.0)))
+    if budget_s[best] <= 0 or links[best] <= 0:
+        return ("it cannot move: no site it links to has a renewable window before its "
+                "deadline, so no move is inside the feasibility domain")
+    fastest = float(links.max())
+    need = float(inst.transfer_s(j, o, int(np.argmax(links)))) + inst.migration.stop_s
+    return (f"it cannot move: its {inst.checkpoint_gb[j]:g} GB checkpoint needs {need:.4g} s "
+            f"even over the fastest link ({fastest:g} Gbps), more than "
+            f"alpha x window = {budget_s.max():.4g} s of any destination window before its "
+            f"deadline (link too slow for any feasible move)")

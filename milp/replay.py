@@ -110,22 +110,40 @@ class Replay:
 
 
 class _Executor:
-    def __init__(self, inst: Instance, real: Instance, faults: Faults):
-        self.inst, self.real, self.faults = inst, real, faults
-        self.dark = faults.dark_from(inst.n_sites)
+    """Follows plans step by step over links of ``gbps`` [src, dst] and sites going dark at
+    ``dark`` [n] (seconds; inf = never), keeping each job's state."""
+
+    def __init__(self, inst: Instance, gbps: np.ndarray, dark: np.ndarray, every_s: float):
+        self.inst, self.gbps, self.dark, self.every_s = inst, gbps, dark, every_s
         self.link_free: dict[tuple[int, int], float] = {}
         self.jobs = [_Job(int(inst.origin[j]), 0.0, float(inst.release_s[j]),
                           float(inst.work_h[j]) * 3600.0) for j in range(inst.n_jobs)]
         self.slow_seen_s = math.inf   # when a transfer was first seen taking longer than planned
+        self.now = 0.0                # steps before this instant have been executed
+
+    def what_if(self, gbps: np.ndarray, dark: np.ndarray) -> "_Executor":
+        """A copy of the present that will follow plans in another (assumed) future."""
+        other = _Executor(self.inst, gbps, dark, self.every_s)
+        other.link_free, other.now = dict(self.link_free), self.now
+        other.jobs = [replace(j, steps=list(j.steps)) for j in self.jobs]
+        return other
 
     def follow(self, plan: Plan, until_s: float) -> None:
-        """Execute the steps of ``plan`` that start before ``until_s``; runs stop there."""
+        """Execute the steps of ``plan`` from where the executor stands (``now``) to
+        ``until_s``: runs are clipped to that span, moves planned before ``now`` are past."""
         order = []
         for jp in plan.jobs:
             j = self.inst.job_index_map.get(jp.job)
-            if j is not None:
-                order += [(s.start_s, j, k, s) for k, s in enumerate(jp.steps)
-                          if s.start_s < until_s - EPS_S and not getattr(s, "lost", False)]
+            if j is None:
+                continue
+            for k, s in enumerate(jp.steps):
+                if getattr(s, "lost", False) or s.start_s >= until_s - EPS_S:
+                    continue
+                if isinstance(s, Run) and s.start_s < self.now < s.end_s:
+                    s = Run(s.site, self.now, s.end_s)
+                if s.start_s >= self.now - EPS_S:
+                    order.append((s.start_s, j, k, s))
+        self.now = until_s
         for _, j, _, step in sorted(order, key=lambda x: x[:3]):
             if isinstance(step, Run):
                 self._run(self.jobs[j], step, until_s)
@@ -142,7 +160,7 @@ class _Executor:
             return
         if self.dark[n] < natural_end and self.dark[n] <= until_s:
             # the site goes dark mid-run: back to the last checkpoint
-            every = self.faults.checkpoint_every_s
+            every = self.every_s
             ckpt = start + math.floor((self.dark[n] - start) / every) * every
             if ckpt > start + EPS_S:
                 job.steps.append(Run(step.site, start, ckpt))
@@ -159,7 +177,7 @@ class _Executor:
     def _move(self, j: int, step: Migration, until_s: float) -> None:
         job, inst = self.jobs[j], self.inst
         src, dst = inst.site_index_map[step.src], inst.site_index_map[step.dst]
-        gbps = self.real.link_gbps[src, dst]
+        gbps = self.gbps[src, dst]
         if job.finished or src != job.site or self.dark[dst] <= step.start_s or gbps <= 0:
             return
         start = max(step.start_s, job.ready_s, self.link_free.get((src, dst), 0.0))
@@ -212,21 +230,28 @@ def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None
     """Execute ``plan`` in the reality ``faults`` describe; re-plan with policy ``replan`` at
     each trigger (plan once when ``None``). Scores the executed plan with the evaluator."""
     real = reality(inst, faults)
-    ex = _Executor(inst, real, faults)
+    dark = faults.dark_from(inst.n_sites)
+    ex = _Executor(inst, real.link_gbps, dark, faults.checkpoint_every_s)
     events: list[dict[str, Any]] = [{"time_s": t, "event": f"outage at {inst.sites[n]}"}
                                     for n, t in faults.outages]
     current, first_state, done_until = plan, None, 0.0
-    for t, why in triggers(inst, plan, faults, replan_every_s) if replan else []:
+    for t, why in triggers(inst, plan, faults, replan_every_s):
         at = min(math.ceil(t / inst.slot_s - 1e-9) * inst.slot_s,
                  (inst.n_slots - 1) * inst.slot_s)
         if at <= done_until:
             continue
+        if replan is None:          # plan once: only note the state the first fault leaves
+            if first_state is None:
+                probe = ex.what_if(real.link_gbps, dark)
+                probe.follow(current, at)
+                first_state = probe.state(at, _known_factor(probe, faults, at))
+            continue
         ex.follow(current, at)
-        known = faults.bandwidth_factor if ex.slow_seen_s <= at else 1.0
-        state = ex.state(at, known)
+        state = ex.state(at, _known_factor(ex, faults, at))
         first_state = first_state or state
-        current, _, _ = replan_from(inst, state, replan, time_limit_s)
-        events.append({"time_s": at, "event": f"re-plan with {replan} ({why})"})
+        candidate, _, _ = replan_from(inst, state, replan, time_limit_s)
+        current, verdict = _better(inst, ex, state, current, candidate)
+        events.append({"time_s": at, "event": f"re-plan with {replan} ({why}): {verdict}"})
         done_until = at
     ex.follow(current, math.inf)
     label = f"{plan.policy}, executed" + (f", re-planned by {replan}" if replan else "")
@@ -234,6 +259,34 @@ def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None
     return Replay(executed=executed, real=real, actual=evaluate(real, executed),
                   planned=evaluate(inst, plan), events=sorted(events, key=lambda e: e["time_s"]),
                   first_state=first_state)
+
+
+def _known_factor(ex: _Executor, faults: Faults, at_s: float) -> float:
+    """The bandwidth factor an operator knows at ``at_s``: measured once a transfer ran late."""
+    return faults.bandwidth_factor if ex.slow_seen_s <= at_s else 1.0
+
+
+def _better(inst: Instance, ex: _Executor, state: State, current: Plan, candidate: Plan
+            ) -> tuple[Plan, str]:
+    """Keep the current plan or take the re-plan, whichever is better in the future known at
+    the state's time (forecast renewable, measured links, dark sites): least unfinished work,
+    then least grid energy (a tie keeps the plan). A re-plan never makes the outlook worse."""
+    dark = np.full(inst.n_sites, np.inf)
+    dark[list(state.down_sites)] = state.at_s
+    known = reality(inst, Faults(bandwidth_factor=state.bandwidth_factor,
+                                 outages=tuple((n, state.at_s) for n in state.down_sites)))
+    scores = []
+    for plan in (current, candidate):
+        future = ex.what_if(known.link_gbps, dark)
+        future.follow(plan, math.inf)
+        e = evaluate(known, future.plan("outlook"))
+        scores.append((round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6)))
+    (u0, g0), (u1, g1) = scores
+    facts = (f"outlook {u1:.3g} h unfinished, {g1:.4g} kWh grid against {u0:.3g} h, "
+             f"{g0:.4g} kWh if the plan is kept")
+    if scores[1] < scores[0]:
+        return candidate, f"switched ({facts})"
+    return current, f"kept the plan ({facts})"
 
 
 def job_table(inst: Instance, result: Replay):
