@@ -83,3 +83,23 @@ def run_cli(*args) -> CliResult:
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         raise r.exception
     return CliResult(r.exit_code, r.output, "")
+
+
+#: Slurm partitions of the test cluster: one per site of the shipped instances the tests export.
+SLURM_PARTITIONS = sorted({"s01-solar", "s02-solar", "s03-wind", "s04-solar", "s05-wind",
+                           "solar", "wind", "city"})
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real Slurm (slurmctld, slurmd, munge on localhost; tests/slurm_cluster.py), one
+    partition per site. Skips, saying why, where Slurm is not installed (.ci/install-slurm.sh
+    installs it) or does not start."""
+    from tests.slurm_cluster import SlurmUnavailable, start_cluster
+
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"), SLURM_PARTITIONS, gpus=8)
+    except SlurmUnavailable as e:
+        pytest.skip(f"Slurm not available: {e}")
+    yield cluster
+    cluster.stop()

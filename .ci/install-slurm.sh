@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install a real Slurm (slurmctld, slurmd, client tools) and MUNGE from Debian's packages, for
+# tests/test_slurm_cluster.py. Idempotent: does nothing when the binaries are already on PATH.
+# Never fails CI: where Slurm cannot be installed it says why on one line and exits 0, and the
+# Slurm tests then skip, saying so. The daemons are not started here: the tests start their own
+# (tests/slurm_cluster.py), with their own config under a temporary folder.
+set -uo pipefail
+
+# The daemons live in /usr/sbin, which a non-login root shell may not have on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+log=/tmp/install-slurm.log
+need=(slurmctld slurmd sbatch munged)
+packages=(slurmctld slurmd slurm-client munge)
+
+missing() {
+    local b
+    for b in "${need[@]}"; do
+        command -v "$b" >/dev/null 2>&1 || { echo "$b"; return 0; }
+    done
+    return 1
+}
+
+lastline() {  # the log's last line, whitespace squeezed
+    tail -n 1 "$log" 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'
+}
+
+cannot() {
+    echo "install-slurm: cannot install Slurm here: $*" >&2
+    exit 0
+}
+
+if ! missing >/dev/null; then
+    echo "install-slurm: Slurm already installed ($(slurmctld -V 2>/dev/null || echo "version unknown"))"
+    exit 0
+fi
+
+[ "$EUID" -eq 0 ] || cannot "not root (missing: $(missing))"
+command -v apt-get >/dev/null 2>&1 || cannot "no apt-get (missing: $(missing))"
+
+start=$SECONDS
+: >"$log"
+if ! apt-get update -qq -o DPkg::Lock::Timeout=300 >>"$log" 2>&1; then
+    cannot "apt-get update failed: $(lastline) (log: $log)"
+fi
+if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=300 \
+        "${packages[@]}" >>"$log" 2>&1; then
+    cannot "apt-get install ${packages[*]} failed: $(lastline) (log: $log)"
+fi
+if m=$(missing); then
+    cannot "installed ${packages[*]} but $m is still not on PATH (log: $log)"
+fi
+echo "install-slurm: installed $(slurmctld -V 2>/dev/null) in $((SECONDS - start)) s (log: $log)"
