@@ -16,8 +16,7 @@ import typer
 
 from milp import feasibility as fz
 from milp.errors import InputError
-from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER,
-                         DEFAULT_TRANSFER_IMAGE)
+from milp.export import DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
@@ -627,9 +626,10 @@ def export_kubernetes_cmd(
     site_map: SiteMapOpt = None,
     node_label: Annotated[str, typer.Option(help="Node label whose value selects a site.")]
     = DEFAULT_LABEL,
-    image: Annotated[str, typer.Option(help="Container image of run steps.")] = DEFAULT_IMAGE,
-    transfer_image: Annotated[str, typer.Option(help="Container image of transfer steps.")]
-    = DEFAULT_TRANSFER_IMAGE,
+    image: Annotated[str, typer.Option(help="Container image of every step; it must hold the "
+                                       "run and transfer commands' programs.")] = DEFAULT_IMAGE,
+    transfer_image: Annotated[Optional[str], typer.Option(
+        help="Container image of transfer steps (default: --image).")] = None,
     command: CommandOpt = DEFAULT_COMMAND,
     transfer: TransferOpt = DEFAULT_TRANSFER,
     namespace: Annotated[Optional[str], typer.Option(help="Namespace of every Job.")] = None,

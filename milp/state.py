@@ -248,7 +248,10 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
     """Run ``policy`` (a greedy name or ``milp``) on a remainder; the plan is on its clock.
 
     The MILP runs elastic: after a fault, some deadlines may no longer be reachable, and the
-    re-plan must still say what it can do for every job.
+    re-plan must still say what it can do for every job. Its greedy seeds may miss deadlines
+    there, so they cannot warm-start it; they stay candidates instead, and the evaluator picks
+    the best (least unfinished work, then least grid energy): a MILP re-plan is never worse
+    than its seeds.
     """
     from milp.policies import POLICIES
 
@@ -256,10 +259,21 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
         return Plan(instance=rest.inst.name, start=rest.inst.start.isoformat(),
                     slot_minutes=rest.inst.slot_minutes, policy=policy, jobs=())
     if policy == "milp":
-        from milp.solve import SolveOptions, plan_milp
-        plan, _ = plan_milp(rest.inst, SolveOptions(time_limit_s=time_limit_s, elastic=True,
-                                                    threads=1))
-        return plan
+        from milp.evaluate import evaluate
+        from milp.solve import SEED_POLICIES, NoPlanFound, SolveOptions, plan_milp
+
+        candidates = [POLICIES[name](rest.inst, None) for name in SEED_POLICIES]
+        try:
+            candidates.append(plan_milp(rest.inst, SolveOptions(
+                time_limit_s=time_limit_s, elastic=True, threads=1))[0])
+        except NoPlanFound:
+            pass
+
+        def score(plan: Plan) -> tuple[float, float]:
+            e = evaluate(rest.inst, plan)
+            return (round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6))
+        best = min(reversed(candidates), key=score)     # ties go to the MILP
+        return replace(best, info={**best.info, "chosen": best.policy})
     if policy not in POLICIES:
         raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
                          f"{', '.join(POLICIES)})")

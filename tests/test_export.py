@@ -295,6 +295,7 @@ def test_kubernetes_manifests_are_valid_jobs(moving_plan, tmp_path):
             assert container.resources.limits == {"nvidia.com/gpu": "1"}
         else:
             assert container.resources is None and "rsync" in container.command[-1]
+            assert container.image == "registry.example/train:1"
         assert job.spec.active_deadline_seconds == max(1, -(-float(ann["milp.io/planned-seconds"])
                                                             // 1))
         after = ann["milp.io/after"]

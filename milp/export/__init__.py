@@ -8,7 +8,7 @@ number of run and transfer steps and the planned compute seconds are the same in
 DEFAULT_COMMAND = "./train.sh --job {job} --resume {checkpoint} --until {end}"
 #: Default command of a transfer step: copy the checkpoint folder from source to destination.
 DEFAULT_TRANSFER = "rsync -a --partial {src}/ {dst}/"
-#: Kubernetes defaults: node label naming the site, images of run and transfer steps.
+#: Kubernetes defaults: node label naming the site, image of every step (it must hold the
+#: run command's program and the transfer command's, e.g. rsync and ssh).
 DEFAULT_LABEL = "milp.io/site"
 DEFAULT_IMAGE = "python:3.11-slim"
-DEFAULT_TRANSFER_IMAGE = "alpine:3.20"

@@ -30,8 +30,7 @@ from pathlib import Path
 import yaml
 
 from milp.errors import InputError
-from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER,
-                         DEFAULT_TRANSFER_IMAGE)
+from milp.export import DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER
 from milp.export.commands import fill, step_values
 from milp.export.steps import Step, dns_name, iso, steps_frame
 from milp.export.targets import SiteMap
@@ -109,12 +108,14 @@ def manifest(step: Step, plan: Plan, name: str, after: str, sites: SiteMap, labe
 
 def export_kubernetes(plan: Plan, steps: list[Step], out: Path, sites: SiteMap,
                       label: str = DEFAULT_LABEL, image: str = DEFAULT_IMAGE,
-                      transfer_image: str = DEFAULT_TRANSFER_IMAGE,
+                      transfer_image: str | None = None,
                       command: str = DEFAULT_COMMAND, transfer: str = DEFAULT_TRANSFER,
                       namespace: str | None = None) -> int:
     """Write one Job manifest per step, ``kustomization.yaml`` and ``steps.csv`` into ``out``
-    (a staging folder). Returns the number of manifests."""
+    (a staging folder); transfer steps use ``transfer_image`` (default: ``image``). Returns the
+    number of manifests."""
     names = job_names(plan, steps)
+    transfer_image = transfer_image or image
     jobs = out / "jobs"
     jobs.mkdir(parents=True)
     files = []
