@@ -445,9 +445,16 @@ def replay(
     from milp.replay import Faults, job_table, replay as run_replay
 
     _check_out_dir(out)
+    from milp.evaluate import evaluate as run_evaluator
+
     inst = load_instance(directory)
     p = Plan.load(plan)
     _check_policy(replan, "--replan")
+    planned = run_evaluator(inst, p)
+    if not planned.valid:
+        raise InputError(str(plan), f"is not a valid plan of {inst.name} "
+                         f"({len(planned.violations)} violations, first: "
+                         f"{planned.violations[0]}); check it with milp evaluate")
     outages = tuple(_outage(inst, text) for text in outage or ())
     faults = Faults(bandwidth_factor, renewable_noise, seed, outages, checkpoint_minutes * 60)
     result = run_replay(inst, p, faults, replan, replan_every * 3600 if replan_every else None,

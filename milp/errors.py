@@ -24,4 +24,23 @@ class InputError(Exception):
             where += f" line {self.line}"
         if self.field is not None:
             where += f", field '{self.field}'"
-        return f"{where}: {self.message}"
+        return _one_line(f"{where}: {_short(self.message)}")
+
+
+#: A message quoting a value longer than this is cut in the middle (a 100 kB field stays
+#: readable on one screen).
+MAX_MESSAGE = 400
+
+
+def _short(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE - 100]}…[{len(text) - MAX_MESSAGE + 60} characters]…{text[-40:]}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``, ``\\x00``),
+    so that a file's bytes quoted in a message can never split it over several lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -226,7 +226,7 @@ def _read_toml(d: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(TOML, "file is missing")
     try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM, as in the CSVs
     except UnicodeDecodeError as e:
         raise InputError(TOML, f"not UTF-8 text (bad byte at offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
@@ -244,6 +244,11 @@ def _read_toml(d: Path) -> dict[str, Any]:
     if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 100_000:
         raise InputError(TOML, f"must be a whole number of slots from 1 to 100000, got {slots!r}",
                          field="slots")
+    try:
+        start + timedelta(minutes=slot_minutes * slots)
+    except OverflowError:
+        raise InputError(TOML, "the horizon (start + slots x slot_minutes) ends after year 9999",
+                         field="slots") from None
     mig_raw = raw.get("migration", {})
     migration = {
         "alpha": _toml_number(mig_raw, "alpha", fz.ALPHA, positive=True, maximum=1.0,
@@ -322,8 +327,10 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise InputError(name, f"not UTF-8 text (bad byte 0x{raw[e.start]:02x})",
-                         line=raw[:e.start].count(b"\n") + 1) from None
+        data = e.object  # the bytes after a BOM: e.start counts from there
+        before = data[:e.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # as _records
+        raise InputError(name, f"not UTF-8 text (bad byte 0x{data[e.start]:02x})",
+                         line=before.count(b"\n") + 1) from None
     if not text.strip():
         raise InputError(name, "file is empty", line=1)
     records = _records(name, text)

@@ -308,9 +308,12 @@ def test_replay_and_replan_commands(tmp_path):
     (["--outage", "solar@2024-06-01T03:00:00"], "no UTC offset"),
     (["--outage", "solar@noon"], "not an ISO 8601 time"),
     (["--replan", "magic"], "--replan"),
+    (["--plan-of-another-instance"], "is not a valid plan of tiny-3site"),
 ])
 def test_bad_replay_options_are_refused_before_anything_is_written(tmp_path, args, needle):
     plan = hand_plan(load_instance(TINY), ("j01", ()))
+    if args == ["--plan-of-another-instance"]:
+        plan, args = hand_plan(load_instance(TINY), ("j01", (Run("mars", 0.0, 60.0),))), []
     path = plan.save(tmp_path / "p.json")
     r = run_cli("replay", TINY, path, "--out", tmp_path / "o", *args)
     assert r.exit_code == 2 and needle in r.error
