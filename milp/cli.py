@@ -263,6 +263,16 @@ def plan_cmd(
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "--out must be a folder, and this is a file")
+    _check_parents(out)
+
+
+def _check_parents(out: Path) -> None:
+    """The nearest existing folder above ``out`` must be a folder we may write into."""
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(str(out), f"--out is under {parent}, which is a file")
+            return
 
 
 def _solve_milp(inst, options, quiet):
@@ -450,6 +460,8 @@ def replay(
     inst = load_instance(directory)
     p = Plan.load(plan)
     _check_policy(replan, "--replan")
+    if replan_every is not None and replan is None:
+        raise InputError("--replan-every", "needs --replan POLICY (which policy re-plans)")
     planned = run_evaluator(inst, p)
     if not planned.valid:
         raise InputError(str(plan), f"is not a valid plan of {inst.name} "
@@ -468,7 +480,7 @@ def replay(
                "replan": replan, "events": [{"time": inst.time_of(e["time_s"]).isoformat(),
                                              "event": e["event"]} for e in result.events],
                "planned": result.planned.metrics(), "actual": result.actual.metrics()}
-    with staged_dir(out) as stage:
+    with staged_dir(out, replaces=("state.json",)) as stage:
         result.executed.save(stage / "plan.json")
         write_atomic(stage / "jobs.csv", jobs.to_csv(index=False))
         write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
@@ -621,7 +633,7 @@ def export_slurm_cmd(plan: PlanArg,
     p = Plan.load(plan)
     sites = SiteMap.load(site_map)
     steps = plan_steps(p, shift_to)
-    with staged_dir(out) as stage:
+    with staged_dir(out, replaces=("submitted.csv",)) as stage:   # ids of an older export
         export_slurm(p, steps, stage, sites, command, transfer)
     _echo_totals(out / "submit.sh", totals(steps))
 
@@ -653,7 +665,7 @@ def export_kubernetes_cmd(
     _check_out_dir(out)
     p = Plan.load(plan)
     sites = SiteMap.load(site_map)
-    check_label(node_label, namespace)
+    check_label(node_label, namespace, image, transfer_image)
     steps = plan_steps(p, shift_to)
     with staged_dir(out) as stage:
         export_kubernetes(p, steps, stage, sites, node_label, image, transfer_image, command,
@@ -664,6 +676,7 @@ def export_kubernetes_cmd(
 def _check_out_file(out: Path) -> None:
     if out.is_dir():
         raise InputError(str(out), "--out must be a file, and this is a folder")
+    _check_parents(out)
 
 
 def _echo_totals(path: Path, t: dict) -> None:

@@ -46,14 +46,14 @@ def stuck_reason(inst: Instance, j: int) -> str:
         return f"it cannot move: no link leaves {inst.sites[o]}"
     budget_s = inst.migration.alpha * inst.remaining_window_slots[:, r:d].max(
         axis=1, initial=0) * inst.slot_s
+    budget_s = np.where(links > 0, budget_s, 0.0)     # only sites it has a link to
     budget_s[o] = 0.0
-    best = int(np.argmax(np.where(links > 0, budget_s, 0.0)))
-    if budget_s[best] <= 0 or links[best] <= 0:
+    if budget_s.max() <= 0:
         return ("it cannot move: no site it links to has a renewable window before its "
                 "deadline, so no move is inside the feasibility domain")
     fastest = float(links.max())
     need = float(inst.transfer_s(j, o, int(np.argmax(links)))) + inst.migration.stop_s
     return (f"it cannot move: its {inst.checkpoint_gb[j]:g} GB checkpoint needs {need:.4g} s "
             f"even over the fastest link ({fastest:g} Gbps), more than "
-            f"alpha x window = {budget_s.max():.4g} s of any destination window before its "
+            f"alpha x window = {budget_s.max():.4g} s of any window it can reach before its "
             f"deadline (link too slow for any feasible move)")

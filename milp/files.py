@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -30,22 +30,29 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 
 
 @contextmanager
-def staged_dir(out: str | Path) -> Iterator[Path]:
+def staged_dir(out: str | Path, replaces: tuple[str, ...] = ()) -> Iterator[Path]:
     """Build a command's output folder in a temporary sibling, then move it into ``out``.
 
     Yields the staging folder. When the block ends normally, each top-level entry of the
     staging folder replaces the same-named entry of ``out`` (a sub-folder is replaced whole);
-    other entries of ``out`` stay. When the block raises, the staging folder is deleted and
+    other entries of ``out`` stay, except those named in ``replaces`` (outputs of an earlier
+    run that this one did not write, and that would now be stale). When the block raises, the staging folder is deleted and
     ``out`` is untouched: a failure never leaves part of an output on disk.
     """
     out = Path(out)
+    made = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    ok = False
     try:
         yield stage
         umask = os.umask(0)
         os.umask(umask)
         out.mkdir(exist_ok=True)
+        for name in replaces:
+            old = out / name
+            if not (stage / name).exists() and (old.exists() or old.is_symlink()):
+                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
         for entry in sorted(stage.iterdir()):
             target = out / entry.name
             if target.is_dir() and not target.is_symlink():
@@ -55,5 +62,9 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
             if entry.is_dir():
                 os.chmod(entry, 0o777 & ~umask)
             os.replace(entry, target)
+        ok = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in made if not ok else ():   # the folders made for it, if still empty
+            with suppress(OSError):
+                folder.rmdir()

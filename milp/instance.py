@@ -238,6 +238,9 @@ def _read_toml(d: Path) -> dict[str, Any]:
     name = raw["name"]
     if not isinstance(name, str) or not name.strip():
         raise InputError(TOML, "must be a non-empty string", field="name")
+    if not name.isprintable():
+        raise InputError(TOML, "must be printable text (no line breaks or control characters)",
+                         field="name")
     start = _toml_time(raw["start"])
     slot_minutes = _toml_number(raw, "slot_minutes", 15.0, positive=True)
     slots = raw["slots"]
@@ -406,6 +409,11 @@ def _numbers(df: pd.DataFrame, name: str, col: str, *, positive: bool = False,
 
 def _ids(df: pd.DataFrame, name: str, col: str) -> list[str]:
     ids = _cells(df, name, col)
+    bad = ~ids.map(str.isprintable)
+    if bad.any():
+        line = int(bad.idxmax())
+        raise InputError(name, f"id {ids[line]!r} is not printable text (no line breaks or "
+                         f"control characters)", line=line, field=col)
     dup = ids.duplicated()
     if dup.any():
         line = int(dup.idxmax())

@@ -111,26 +111,34 @@ class Plan:
         """Build a plan from parsed JSON, refusing anything the schema does not allow."""
         if isinstance(data, dict) and data.get("schema") == SCHEMA_NAME:
             version = data.get("version")
-            if isinstance(version, int) and version > SCHEMA_VERSION:
+            if type(version) is not int:
+                raise InputError(source, f"plan schema version must be a whole number, got "
+                                 f"{version!r}", field="version")
+            if version > SCHEMA_VERSION:
                 raise InputError(source, f"plan schema version {version} is newer than this milp "
                                  f"reads ({SCHEMA_VERSION}); upgrade milp", field="version")
-            if isinstance(version, int) and version < FIRST_VERSION:
+            if version < FIRST_VERSION:
                 raise InputError(source, f"plan schema version {version} predates the first "
                                  f"published version ({FIRST_VERSION}); re-plan with this milp",
                                  field="version")
         version = data.get("version") if isinstance(data, dict) else None
-        validator = _validator(version if version in range(FIRST_VERSION, SCHEMA_VERSION + 1)
-                               else SCHEMA_VERSION)
+        known = type(version) is int and FIRST_VERSION <= version <= SCHEMA_VERSION
+        validator = _validator(version if known else SCHEMA_VERSION)
         error = jsonschema.exceptions.best_match(map(_own_branch, validator.iter_errors(data)))
         if error is not None:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise InputError(source, error.message, field=where.lstrip(".") or None)
+        for key in ("instance", "policy"):
+            _printable(data[key], source, key)
         for i, jp in enumerate(data["jobs"]):
+            _printable(jp["job"], source, f"jobs[{i}].job")
             for k, step in enumerate(jp["steps"]):
                 for key, value in step.items():
                     if isinstance(value, float) and not math.isfinite(value):
                         raise InputError(source, f"{value} is not a finite number",
                                          field=f"jobs[{i}].steps[{k}].{key}")
+                    if isinstance(value, str):
+                        _printable(value, source, f"jobs[{i}].steps[{k}].{key}")
         return cls(
             instance=data["instance"], start=data["start"], slot_minutes=data["slot_minutes"],
             policy=data["policy"], info=data.get("info", {}),
@@ -147,6 +155,8 @@ class Plan:
             raise InputError(str(path), "file is missing")
         try:
             data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        except RecursionError:
+            raise InputError(str(path), "JSON nested too deeply to be a plan") from None
         except ValueError as e:
             if isinstance(e, json.JSONDecodeError):
                 raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
@@ -154,6 +164,13 @@ class Plan:
                 raise InputError(str(path), "not UTF-8 text") from None
             raise InputError(str(path), str(e)) from None
         return cls.from_dict(data, str(path))
+
+
+def _printable(text: str, source: str, where: str) -> None:
+    """Names end up in scripts, manifests and messages: no line breaks or control characters."""
+    if not text.isprintable():
+        raise InputError(source, f"{text!r} is not printable text (no line breaks or control "
+                         f"characters)", field=where)
 
 
 def _own_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError:

@@ -90,6 +90,8 @@ class _Job:
     ready_s: float
     work_s: float
     steps: list = field(default_factory=list)
+    run_from_s: float = 0.0   #: start of the run in progress (its checkpoints count from there)
+    cut: bool = False         #: the last run was only cut at a re-plan instant, not stopped
 
     @property
     def finished(self) -> bool:
@@ -120,28 +122,34 @@ class _Executor:
                           float(inst.work_h[j]) * 3600.0) for j in range(inst.n_jobs)]
         self.slow_seen_s = math.inf   # when a transfer was first seen taking longer than planned
         self.now = 0.0                # steps before this instant have been executed
+        self.following: Plan | None = None  # the plan being followed
+        self.waiting: list[tuple[int, Migration]] = []  # its moves the link has not sent yet
 
     def what_if(self, gbps: np.ndarray, dark: np.ndarray) -> "_Executor":
         """A copy of the present that will follow plans in another (assumed) future."""
         other = _Executor(self.inst, gbps, dark, self.every_s)
         other.link_free, other.now = dict(self.link_free), self.now
+        other.following, other.waiting = self.following, list(self.waiting)
         other.jobs = [replace(j, steps=list(j.steps)) for j in self.jobs]
         return other
 
     def follow(self, plan: Plan, until_s: float) -> None:
         """Execute the steps of ``plan`` from where the executor stands (``now``) to
         ``until_s``: runs are clipped to that span, moves planned before ``now`` are past."""
-        order = []
+        if plan is not self.following:           # a new plan: moves the old one queued are off
+            self.following, self.waiting = plan, []
+        order = [(s.start_s, j, -1, s) for j, s in self.waiting]
+        self.waiting = []
         for jp in plan.jobs:
             j = self.inst.job_index_map.get(jp.job)
             if j is None:
                 continue
             for k, s in enumerate(jp.steps):
-                if getattr(s, "lost", False) or s.start_s >= until_s - EPS_S:
+                if getattr(s, "lost", False) or s.start_s >= until_s:
                     continue
                 if isinstance(s, Run) and s.start_s < self.now < s.end_s:
-                    s = Run(s.site, self.now, s.end_s)
-                if s.start_s >= self.now - EPS_S:
+                    s = Run(s.site, self.now, s.end_s)     # the part not yet run
+                if s.start_s >= self.now:
                     order.append((s.start_s, j, k, s))
         self.now = until_s
         for _, j, _, step in sorted(order, key=lambda x: x[:3]):
@@ -155,24 +163,44 @@ class _Executor:
         if job.finished or n != job.site:
             return
         start = max(step.start_s, job.ready_s)
-        natural_end = min(step.end_s, start + job.work_s - job.done_s)
+        natural_end = start + job.work_s - job.done_s     # when its work would be done
+        if natural_end >= step.end_s - EPS_S:               # (float noise: the planned end)
+            natural_end = step.end_s
         if natural_end <= start + EPS_S or self.dark[n] <= start or start >= until_s:
             return
-        if self.dark[n] < natural_end and self.dark[n] <= until_s:
-            # the site goes dark mid-run: back to the last checkpoint
-            every = self.every_s
-            ckpt = start + math.floor((self.dark[n] - start) / every) * every
-            if ckpt > start + EPS_S:
-                job.steps.append(Run(step.site, start, ckpt))
-                job.done_s += ckpt - start
-            if self.dark[n] > ckpt + EPS_S:
-                job.steps.append(Run(step.site, ckpt, float(self.dark[n]), lost=True))
-            job.ready_s = float(self.dark[n])
-            return
-        end = min(natural_end, until_s)
+        last = job.steps[-1] if job.steps else None
+        if not (job.cut and isinstance(last, Run) and last.site == step.site
+                and abs(last.end_s - start) <= EPS_S):
+            job.run_from_s = start        # a resumed job starts from a checkpoint
+        dark = float(self.dark[n])
+        end = min(natural_end, until_s, dark)
         job.steps.append(Run(step.site, start, end))
         job.done_s += end - start
         job.ready_s = end
+        job.cut = end == until_s < natural_end
+        if dark < natural_end and dark <= until_s:   # dark mid-run: back to the last checkpoint
+            every = self.every_s
+            self._lose(job, job.run_from_s + math.floor((dark - job.run_from_s) / every) * every)
+            job.cut = False
+
+    @staticmethod
+    def _lose(job: _Job, ckpt_s: float) -> None:
+        """Mark the job's run time after its checkpoint at ``ckpt_s`` as lost (it may span runs
+        cut at re-plan instants)."""
+        k = len(job.steps)
+        while k and isinstance(job.steps[k - 1], Run) and job.steps[k - 1].end_s > ckpt_s:
+            k -= 1
+        keep, tail = job.steps[:k], job.steps[k:]
+        if not tail:
+            return
+        first, end = tail[0], tail[-1].end_s       # contiguous pieces of one run
+        if first.start_s < ckpt_s - EPS_S:
+            keep.append(Run(first.site, first.start_s, ckpt_s))
+        lost_from = max(first.start_s, ckpt_s)
+        if end > lost_from + EPS_S:
+            keep.append(Run(first.site, lost_from, end, lost=True))
+        job.done_s -= end - lost_from
+        job.steps = keep
 
     def _move(self, j: int, step: Migration, until_s: float) -> None:
         job, inst = self.jobs[j], self.inst
@@ -183,7 +211,13 @@ class _Executor:
         start = max(step.start_s, job.ready_s, self.link_free.get((src, dst), 0.0))
         transfer_s = 8.0 * float(inst.checkpoint_gb[j]) / float(gbps)
         arrive = start + transfer_s + inst.migration.stop_s
-        if start >= until_s or arrive > inst.horizon_s:
+        if start >= until_s:            # the link is busy past this stretch: send it later
+            self.waiting.append((j, step))
+            return
+        if arrive > inst.horizon_s:
+            return
+        if self.dark[dst] < arrive:     # the destination goes dark first: the move fails
+            self.link_free[(src, dst)] = min(start + transfer_s, float(self.dark[dst]))
             return
         if transfer_s > step.transfer_s + EPS_S:
             self.slow_seen_s = min(self.slow_seen_s, step.start_s + step.transfer_s)
@@ -213,7 +247,9 @@ def triggers(inst: Instance, plan: Plan, faults: Faults, replan_every_s: float |
     Each outage; the planned end of the first transfer when links are slower than planned (the
     first moment a transfer is seen running late); every ``replan_every_s`` seconds.
     """
-    out = [(t, f"outage at {inst.sites[n]}") for n, t in faults.outages]
+    dark = faults.dark_from(inst.n_sites)
+    out = [(float(t), f"outage at {inst.sites[n]}") for n, t in enumerate(dark)
+           if math.isfinite(t)]
     if faults.bandwidth_factor < 1.0:
         moves = [s for jp in plan.jobs for s in jp.steps if isinstance(s, Migration)]
         if moves:
@@ -232,13 +268,12 @@ def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None
     real = reality(inst, faults)
     dark = faults.dark_from(inst.n_sites)
     ex = _Executor(inst, real.link_gbps, dark, faults.checkpoint_every_s)
-    events: list[dict[str, Any]] = [{"time_s": t, "event": f"outage at {inst.sites[n]}"}
-                                    for n, t in faults.outages]
-    current, first_state, done_until = plan, None, 0.0
+    events: list[dict[str, Any]] = [{"time_s": float(t), "event": f"outage at {inst.sites[n]}"}
+                                    for n, t in enumerate(dark) if math.isfinite(t)]
+    current, first_state, done_until = plan, None, -math.inf
     for t, why in triggers(inst, plan, faults, replan_every_s):
-        at = min(math.ceil(t / inst.slot_s - 1e-9) * inst.slot_s,
-                 (inst.n_slots - 1) * inst.slot_s)
-        if at <= done_until:
+        at = math.ceil(t / inst.slot_s - 1e-9) * inst.slot_s
+        if at <= done_until or at >= inst.horizon_s:   # handled already / no slot left
             continue
         if replan is None:          # plan once: only note the state the first fault leaves
             if first_state is None:

@@ -99,6 +99,8 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
                           parse_constant=lambda c: math.nan)
     except FileNotFoundError:
         raise InputError(src, "file is missing") from None
+    except RecursionError:
+        raise InputError(src, "JSON nested too deeply to be a state") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         line = getattr(e, "lineno", None)
         raise InputError(src, f"not a JSON state file ({getattr(e, 'msg', 'not UTF-8')})",
@@ -106,7 +108,7 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
     if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
         raise InputError(src, f"not a state file (\"schema\" must be {STATE_SCHEMA!r})",
                          field="schema")
-    if data.get("version") != STATE_VERSION:
+    if type(data.get("version")) is not int or data["version"] != STATE_VERSION:
         raise InputError(src, f"state version {data.get('version')!r} is not one this milp "
                          f"reads ({STATE_VERSION})", field="version")
     unknown = set(data) - {"schema", "version", "instance", "at", "down_sites",
@@ -123,6 +125,11 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
     if not 0 <= at_s < inst.horizon_s:
         raise InputError("--at" if at is not None else src, f"{when} is outside the horizon",
                          field="at")
+    if at is not None and "at" in data:
+        own = parse_time(inst, data["at"], src, "at")
+        if at_s < own:
+            raise InputError("--at", f"{at} is before the state's own time {data['at']}: the "
+                             f"state does not say where the jobs were then")
     factor = data.get("bandwidth_factor", 1.0)
     if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
             and 0 < factor <= 1e6):
@@ -140,7 +147,7 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
         if not isinstance(row, dict) or set(row) - {"job", "site", "work_left_h", "ready"}:
             raise InputError(src, "must be an object with job, site, work_left_h and "
                              "optionally ready", field=where)
-        j = inst.job_index_map.get(row.get("job"))
+        j = inst.job_index_map.get(row.get("job")) if isinstance(row.get("job"), str) else None
         if j is None:
             raise InputError(src, f"unknown job {row.get('job')!r}", field=f"{where}.job")
         if j in jobs:
@@ -191,7 +198,9 @@ def remainder(inst: Instance, state: State) -> Remainder:
     the evaluator reports it). Sites down have no GPU and no renewable power; links carry
     ``bandwidth_factor`` of their Gbps.
     """
-    offset = min(math.ceil(state.at_s / inst.slot_s - 1e-9), inst.n_slots - 1)
+    offset = math.ceil(state.at_s / inst.slot_s - 1e-9)
+    if offset >= inst.n_slots:
+        raise InputError("--at", "no slot starts after this time: nothing is left to plan")
     n_slots = inst.n_slots - offset
     keep, origin, release, deadline, work = [], [], [], [], []
     for j in range(inst.n_jobs):

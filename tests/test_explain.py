@@ -25,7 +25,7 @@ def crowded(tmp_path, far_sun: list[float], links, gb: float = 200):
 @pytest.mark.parametrize("sun, links, reason", [
     ([5] * 4 + [0] * 12, [("home", "far", 1)],
      "its 200 GB checkpoint needs 1610 s even over the fastest link (1 Gbps), more than "
-     "alpha x window = 360 s of any destination window before its deadline (link too slow "
+     "alpha x window = 360 s of any window it can reach before its deadline (link too slow "
      "for any feasible move)"),
     ([5] * 16, [], "it cannot move: no link leaves home"),
     ([0] * 16, [("home", "far", 100)], "no site it links to has a renewable window before its "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,7 @@ def slurm_headers(out: Path) -> list[dict[str, str]]:
     rows = []
     for f in sorted((out / "jobs").glob("*.sbatch")):
         line = next(x for x in f.read_text().splitlines() if x.startswith("# milp-step "))
-        rows.append(dict(kv.split("=", 1) for kv in line.split()[2:]) | {"file": f.name})
+        rows.append(dict(kv.split("=", 1) for kv in shlex.split(line)[2:]) | {"file": f.name})
     return rows
 
 
@@ -333,3 +334,61 @@ def test_exports_work_on_shipped_instances(instance, tmp_path):
     assert len(list((tmp_path / "slurm" / "jobs").iterdir())) == len(
         list((tmp_path / "kubernetes" / "jobs").iterdir())) == sum(
         len(jp.steps) for jp in plan.jobs)
+
+
+def test_yaml_strings_stay_strings_for_yaml_1_1_readers(tmp_path):
+    """kubectl reads YAML 1.1: a bare y or 1e3 would become a boolean or a number."""
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("y", (Run("on", 0.0, 90.0),)),
+                      JobPlan("1e3", (Run("on", 0.0, 90.0),))))
+    path = plan.save(tmp_path / "plan.json")
+    assert cli("export", "kubernetes", path, "--out", tmp_path / "k").exit_code == 0
+    for doc_path in (tmp_path / "k" / "jobs").glob("*.yaml"):
+        text = doc_path.read_text()
+        doc = yaml.load(text, Loader=yaml.BaseLoader)        # no implicit types at all
+        typed = yaml.safe_load(text)                         # YAML 1.1 implicit types
+        assert typed["metadata"]["annotations"]["milp.io/job"] == \
+            doc["metadata"]["annotations"]["milp.io/job"] in ("y", "1e3")
+        assert typed["spec"]["template"]["spec"]["nodeSelector"] == {"milp.io/site": "on"}
+        assert typed["spec"]["activeDeadlineSeconds"] == 90 and typed["spec"]["suspend"] is True
+
+
+def test_default_transfer_sends_the_local_checkpoint(moving_plan, tmp_path):
+    assert cli("export", "slurm", moving_plan, "--out", tmp_path / "s").exit_code == 0
+    script = next((tmp_path / "s" / "jobs").glob("*.transfer.sbatch")).read_text()
+    command = script.strip().splitlines()[-1]
+    src, dst = command.split()[-2:]
+    assert command.startswith("rsync -a --partial /checkpoints/")
+    assert ":" not in src and ":" in dst       # rsync copies local -> remote, never remote-remote
+
+
+@pytest.mark.parametrize("job", ["../../etc/x", "a/b", ".."])
+def test_a_job_id_cannot_climb_out_of_the_checkpoint_folder(tmp_path, job):
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan(job, (Run("s", 0.0, 90.0),)),))
+    path = plan.save(tmp_path / "plan.json")
+    r = cli("export", "slurm", path, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "checkpoint path" in r.error and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--namespace", "ns\n"], "--namespace"), (["--node-label", "milp.io/site\n"], "--node-label"),
+    (["--image", ""], "--image"), (["--image", "a b"], "--image")])
+def test_kubernetes_options_the_api_would_reject(moving_plan, tmp_path, args, option):
+    r = cli("export", "kubernetes", moving_plan, "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and option in r.error
+
+
+def test_a_site_that_cannot_be_a_partition_needs_the_site_map(tmp_path):
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("my site", 0.0, 90.0),)),))
+    path = plan.save(tmp_path / "plan.json")
+    r = cli("export", "slurm", path, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and 'sites."my site".partition' in r.error
+    (tmp_path / "m.toml").write_text('[sites."my site"]\npartition = "mysite"\n')
+    r = cli("export", "slurm", path, "--out", tmp_path / "o", "--site-map", tmp_path / "m.toml")
+    assert r.exit_code == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sites."my site"]\npartition = "a b"\n')
+    r = cli("export", "slurm", path, "--out", tmp_path / "o2", "--site-map", bad)
+    assert r.exit_code == 2 and "field 'sites.my site.partition'" in r.error

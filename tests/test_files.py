@@ -41,3 +41,19 @@ def test_a_new_folder_is_created_only_on_success(tmp_path):
             (stage / "x").write_text("x")
             raise ValueError
     assert list(tmp_path.iterdir()) == []
+
+
+def test_folders_made_for_a_failed_output_are_removed(tmp_path):
+    with pytest.raises(ValueError):
+        with staged_dir(tmp_path / "a" / "b" / "out") as stage:
+            (stage / "x").write_text("x")
+            raise ValueError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_under_a_file_is_one_line(tmp_path):
+    from tests.conftest import TINY, run_cli
+
+    (tmp_path / "f").write_text("x")
+    r = run_cli("plan", TINY, "--policy", "static", "--out", tmp_path / "f" / "sub")
+    assert r.exit_code == 2 and "which is a file" in r.error

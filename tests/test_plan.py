@@ -13,7 +13,8 @@ from tests.conftest import TINY
 
 H = 3600.0
 secs = st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
-names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=8)
+names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1,
+                max_size=8).filter(str.isprintable)
 runs = st.builds(Run, names, secs, secs)
 migrations = st.builds(Migration, names, names, secs, secs, secs, secs)
 plans = st.builds(
@@ -121,3 +122,33 @@ def test_nan_and_infinity_are_refused(tmp_path):
     with pytest.raises(InputError) as e:
         Plan.from_dict(d)
     assert e.value.field in ("jobs[0].steps[0]", "jobs[0].steps[0].end_s")
+
+
+@pytest.mark.parametrize("where, field", [("job", "jobs[0].job"), ("site", "jobs[0].steps[0].site"),
+                                          ("instance", "instance")])
+def test_names_with_line_breaks_are_refused(where, field):
+    d = Plan("x", "t", 15, "p", (JobPlan("a", (Run("s", 0, 10),)),)).to_dict()
+    bad = "a\ntouch /tmp/pwned #"
+    if where == "job":
+        d["jobs"][0]["job"] = bad
+    elif where == "site":
+        d["jobs"][0]["steps"][0]["site"] = bad
+    else:
+        d["instance"] = bad
+    with pytest.raises(InputError) as e:
+        Plan.from_dict(d)
+    assert e.value.field == field and "not printable" in str(e.value)
+
+
+@pytest.mark.parametrize("version", [2.0, True, "2"])
+def test_a_version_that_is_not_a_whole_number_is_refused(version):
+    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": version}
+    with pytest.raises(InputError) as e:
+        Plan.from_dict(d)
+    assert e.value.field == "version"
+
+
+def test_deeply_nested_json_is_refused(tmp_path):
+    (tmp_path / "p.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        Plan.load(tmp_path / "p.json")

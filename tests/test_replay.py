@@ -158,8 +158,9 @@ def _merge(steps):
     out = []
     for s in steps:
         if out and isinstance(s, Run) and isinstance(out[-1], Run) and \
-                out[-1].site == s.site and abs(out[-1].end_s - s.start_s) < 1e-9:
-            out[-1] = Run(s.site, out[-1].start_s, s.end_s)
+                out[-1].site == s.site and out[-1].lost == s.lost and \
+                abs(out[-1].end_s - s.start_s) < 1e-9:
+            out[-1] = Run(s.site, out[-1].start_s, s.end_s, s.lost)
         else:
             out.append(s)
     return out
@@ -318,3 +319,104 @@ def test_bad_replay_options_are_refused_before_anything_is_written(tmp_path, arg
     r = run_cli("replay", TINY, path, "--out", tmp_path / "o", *args)
     assert r.exit_code == 2 and needle in r.error
     assert not (tmp_path / "o").exists()
+
+
+# ---- edge cases a review found ---------------------------------------------------------------
+
+def test_an_outage_at_time_zero_is_handled(tmp_path):
+    inst = outage_instance(tmp_path)
+    plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
+    r = replay(inst, plan, Faults(outages=((0, 0.0),)), replan="milp", time_limit_s=10)
+    assert any("re-plan with milp (outage at a)" in e["event"] for e in r.events)
+    assert r.first_state.at_s == 0 and r.first_state.down_sites == {0}
+    assert r.actual.unfinished_jobs == 0 and r.actual.lost_work_h == 0
+
+
+def test_an_outage_in_the_last_slot_is_not_planned_for_before_it_happens(tmp_path):
+    inst = outage_instance(tmp_path)          # 24 slots of 15 min: the last starts at 5:45
+    plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
+    r = replay(inst, plan, Faults(outages=((0, 5.9 * H),)), replan="static")
+    assert [e["event"] for e in r.events] == ["outage at a"] and r.first_state is None
+    state = write_state(tmp_path / "s.json", at="2024-06-01T23:50:00-07:00")
+    out = run_cli("replan", TINY, "--state", state, "--policy", "static", "--out", tmp_path / "o")
+    assert out.exit_code == 2 and "no slot starts after this time" in out.error
+
+
+def test_cuts_at_replan_instants_are_not_checkpoints(tmp_path):
+    """Runs cut at re-plan instants (the plan kept) lose as much at an outage as one run."""
+    inst = outage_instance(tmp_path)
+    plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
+    faults = Faults(outages=((0, 1.5 * H),), checkpoint_every_s=H)
+    once = replay(inst, plan, faults)
+    kept = replay(inst, plan, faults, replan="static", replan_every_s=0.25 * H)
+    assert once.actual.lost_work_h == pytest.approx(0.5)
+    assert kept.actual.lost_work_h == pytest.approx(0.5)
+    assert kept.actual.valid
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.floats(0, 24), max_size=6), factor=st.floats(0.02, 1.5),
+       outages=st.lists(st.tuples(st.integers(0, 2), st.floats(0, 23.9)), max_size=2),
+       every_min=st.sampled_from([7, 30, 90]))
+def test_following_a_plan_in_pieces_is_following_it_at_once(tiny_moving, cuts, factor,
+                                                            outages, every_min):
+    """Stopping at re-plan instants and going on with the same plan changes nothing: runs cut
+    there are not checkpoints, and moves the link could not send yet are sent later."""
+    from milp.replay import _Executor
+    inst, plan = tiny_moving
+    faults = Faults(factor, 0.0, 0, tuple((n, h * H) for n, h in outages), every_min * 60)
+    gbps, dark = inst.link_gbps * factor, faults.dark_from(inst.n_sites)
+    whole = _Executor(inst, gbps, dark, faults.checkpoint_every_s)
+    whole.follow(plan, float("inf"))
+    pieces = _Executor(inst, gbps, dark, faults.checkpoint_every_s)
+    for t in sorted(cuts):
+        pieces.follow(plan, max(t * H, pieces.now))
+    pieces.follow(plan, float("inf"))
+    for a, b in zip(whole.jobs, pieces.jobs):
+        assert _merge(a.steps) == pytest.approx(_merge(b.steps)) or \
+            _merge(a.steps) == _merge(b.steps)
+        assert a.done_s == pytest.approx(b.done_s)
+
+
+def test_a_move_into_a_site_that_goes_dark_before_arrival_fails(tmp_path):
+    inst = one_slot_window(tmp_path)
+    plan = hand_plan(inst, ("j", (Migration("a", "b", 0.0, 40.0, 32.0, 42.4),
+                                  Run("b", 900.0, 900.0 + 0.5 * H))))
+    r = replay(inst, plan, Faults(outages=((1, 20.0),)))     # b dark 20 s into the transfer
+    assert r.executed.jobs[0].steps == ()
+    assert r.actual.valid and r.actual.unfinished_jobs == 1
+
+
+def test_a_rerun_does_not_keep_a_stale_state_file(tmp_path):
+    plan_dir = tmp_path / "plan"
+    assert run_cli("plan", TINY, "--policy", "static", "--out", plan_dir, "--quiet").exit_code == 0
+    out = tmp_path / "r"
+    assert run_cli("replay", TINY, plan_dir / "plan.json", "--out", out, "--outage",
+                   "wind@5h").exit_code == 0
+    assert (out / "state.json").exists()
+    assert run_cli("replay", TINY, plan_dir / "plan.json", "--out", out).exit_code == 0
+    assert not (out / "state.json").exists()
+
+
+def test_replan_every_needs_a_policy(tmp_path):
+    plan = hand_plan(load_instance(TINY), ("j01", ())).save(tmp_path / "p.json")
+    r = run_cli("replay", TINY, plan, "--out", tmp_path / "o", "--replan-every", 1)
+    assert r.exit_code == 2 and "--replan-every" in r.error
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"jobs": [{"job": ["j04"], "site": "wind", "work_left_h": 0.5}]}, "unknown job"),
+    ({"version": True}, "version"),
+])
+def test_more_bad_states(tmp_path, over, needle):
+    state = write_state(tmp_path / "s.json", **over)
+    r = run_cli("replan", TINY, "--state", state, "--policy", "static", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and needle in r.error
+
+
+def test_at_before_the_states_own_time_is_refused(tmp_path):
+    state = write_state(tmp_path / "s.json")
+    r = run_cli("replan", TINY, "--state", state, "--at", "2h", "--policy", "static",
+                "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "before the state's own time" in r.error

@@ -44,12 +44,30 @@ LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check_label(node_label: str, namespace: str | None) -> None:
-    """Refuse a node label key or namespace the Kubernetes API would reject."""
-    if not LABEL_KEY.match(node_label):
+class _Quoted(yaml.SafeDumper):
+    """Every string double-quoted: YAML 1.1 readers (kubectl) take a bare y, no, on or 1e3 for
+    a boolean or a number, and the API wants strings there."""
+
+
+_Quoted.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style='"'))
+
+
+def dump(doc: dict) -> str:
+    return yaml.dump(doc, Dumper=_Quoted, sort_keys=False, allow_unicode=True)
+
+
+def check_label(node_label: str, namespace: str | None, image: str = "x",
+                transfer_image: str | None = None) -> None:
+    """Refuse a node label key, namespace or image the Kubernetes API would reject."""
+    for option, value in (("--image", image), ("--transfer-image", transfer_image)):
+        if value is not None and (not value.strip() or not value.isprintable()
+                                  or any(c.isspace() for c in value)):
+            raise InputError(option, f"{value!r} is not a container image name")
+    if not LABEL_KEY.fullmatch(node_label):
         raise InputError("--node-label", f"{node_label!r} is not a valid label key "
                          "(e.g. milp.io/site)")
-    if namespace is not None and not NAMESPACE.match(namespace):
+    if namespace is not None and not NAMESPACE.fullmatch(namespace):
         raise InputError("--namespace", f"{namespace!r} is not a valid namespace (lowercase "
                          "letters, digits, '-', at most 63)")
 
@@ -68,7 +86,7 @@ def manifest(step: Step, plan: Plan, name: str, after: str, sites: SiteMap, labe
              namespace: str | None) -> dict:
     """The Job object of one step, as a plain dict (apiVersion batch/v1, kind Job)."""
     t = sites[step.site]
-    if not LABEL_VALUE.match(t.node_label):
+    if not LABEL_VALUE.fullmatch(t.node_label):
         raise InputError("--site-map", f"node label value {t.node_label!r} of site "
                          f"{step.site!r} is not a valid label value; set sites.{step.site}."
                          f"node_label", field=f"sites.{step.site}.node_label")
@@ -123,12 +141,10 @@ def export_kubernetes(plan: Plan, steps: list[Step], out: Path, sites: SiteMap,
         doc = manifest(s, plan, names[s.name], names.get(s.after, ""), sites, label, image,
                        transfer_image, command, transfer, namespace)
         path = jobs / f"{names[s.name]}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
-                        encoding="utf-8")
+        path.write_text(dump(doc), encoding="utf-8")
         files.append(f"jobs/{path.name}")
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": files}
-    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False),
-                                            encoding="utf-8")
+    (out / "kustomization.yaml").write_text(dump(kustomization), encoding="utf-8")
     (out / "steps.csv").write_text(steps_frame(steps).to_csv(index=False), encoding="utf-8")
     return len(steps)

@@ -25,7 +25,7 @@ from milp.errors import InputError
 from milp.export import DEFAULT_COMMAND, DEFAULT_TRANSFER
 from milp.export.commands import fill, step_values
 from milp.export.steps import Step, iso, steps_frame
-from milp.export.targets import SiteMap
+from milp.export.targets import SiteMap, word
 from milp.plan import Plan
 
 def minutes(seconds: float) -> int:
@@ -36,6 +36,9 @@ def minutes(seconds: float) -> int:
 def script(step: Step, plan: Plan, sites: SiteMap, command: str, transfer: str) -> str:
     """The sbatch script of one step."""
     t = sites[step.site]
+    if not word(t.partition):
+        raise InputError("--site-map", f"site {step.site!r} cannot be a Slurm partition name; "
+                         f"set sites.\"{step.site}\".partition", field=f"sites.{step.site}")
     values = step_values(step, sites)
     lines = ["#!/bin/bash", f"#SBATCH --job-name={slug(step.name)}",
              f"#SBATCH --partition={t.partition}"]
@@ -47,13 +50,14 @@ def script(step: Step, plan: Plan, sites: SiteMap, command: str, transfer: str) 
         lines.append(f"#SBATCH --gres={t.gres}")
     lines += [f"#SBATCH {opt}" for opt in t.sbatch]
     lines += [
-        f"# milp-step job={step.job} step={step.index} kind={step.kind} site={step.site} "
-        f"dst={step.dst or '-'} begin={iso(step.begin)} end={iso(step.end)} "
-        f"seconds={step.seconds!r}",
-        f"# plan: {plan.policy} for instance {plan.instance}; "
-        + (f"compute at {step.site} until {iso(step.end)}" if step.kind == "run" else
-           f"send {step.checkpoint_gb:g} GB ({step.checkpoint_bytes} bytes) {step.site} -> "
-           f"{step.dst}, planned {step.seconds:.6g} s"),
+        "# milp-step " + " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (
+            ("job", step.job), ("step", step.index), ("kind", step.kind), ("site", step.site),
+            ("dst", step.dst or "-"), ("begin", iso(step.begin)), ("end", iso(step.end)),
+            ("seconds", repr(step.seconds)))),
+        f"# plan: {shlex.quote(plan.policy)} for instance {shlex.quote(plan.instance)}; "
+        + (f"compute until {iso(step.end)}" if step.kind == "run" else
+           f"send {step.checkpoint_gb:g} GB ({step.checkpoint_bytes} bytes), planned "
+           f"{step.seconds:.6g} s"),
         *(f"export MILP_{k.upper()}={shlex.quote(v)}" for k, v in values.items()),
     ]
     if step.kind == "transfer":
@@ -80,7 +84,8 @@ def submit_script(steps: list[Step], plan: Plan, names: dict[str, str]) -> str:
     n_runs = sum(s.kind == "run" for s in steps)
     lines = [
         "#!/usr/bin/env bash",
-        f"# Submit plan {plan.policy!r} of instance {plan.instance!r} to Slurm: {len(steps)} "
+        f"# Submit plan {shlex.quote(plan.policy)} of instance {shlex.quote(plan.instance)} to "
+        f"Slurm: {len(steps)} "
         f"steps ({n_runs} runs, {len(steps) - n_runs} transfers) of {len(plan.jobs)} jobs.",
         "# Every step begins at its planned time and waits for its job's previous step.",
         "# Arguments go to every sbatch call, e.g.  ./submit.sh --hold",
@@ -100,9 +105,14 @@ def submit_script(steps: list[Step], plan: Plan, names: dict[str, str]) -> str:
         dep = f" --dependency=afterok:${var[s.after]}" if s.after else ""
         lines.append(f'{v}=$(submit "$@" --begin="$(at {math.ceil(s.begin.timestamp())})"{dep} '
                      f"jobs/{names[s.name]})")
-        lines.append(f"echo {shlex.quote(s.name)},${v} >> submitted.csv")
+        lines.append(f"echo {shlex.quote(_csv_cell(s.name))},${v} >> submitted.csv")
     lines.append(f'echo "submitted {len(steps)} steps; job ids in submitted.csv"')
     return "\n".join(lines) + "\n"
+
+
+def _csv_cell(text: str) -> str:
+    """A CSV field: quoted when it holds a comma or a quote."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"') else text
 
 
 def export_slurm(plan: Plan, steps: list[Step], out: Path, sites: SiteMap,

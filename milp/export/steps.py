@@ -68,13 +68,14 @@ def iso(t: datetime) -> str:
 def plan_start(plan: Plan, shift_to: str | None = None) -> datetime:
     """The time of the plan's second 0: its own start, or ``shift_to`` (ISO 8601 with offset)."""
     text = shift_to if shift_to is not None else plan.start
+    source, fld = ("--shift-to", None) if shift_to is not None else ("plan.json", "start")
     try:
         start = datetime.fromisoformat(text)
     except ValueError:
-        raise InputError("--shift-to", f"{text!r} is not an ISO 8601 time") from None
+        raise InputError(source, f"{text!r} is not an ISO 8601 time", field=fld) from None
     if start.tzinfo is None:
-        raise InputError("--shift-to", f"{text!r} has no UTC offset (write e.g. "
-                         f"{text}+00:00)")
+        raise InputError(source, f"{text!r} has no UTC offset (write e.g. "
+                         f"{start.isoformat()}+00:00)", field=fld)
     return start
 
 

@@ -45,6 +45,10 @@ class Target:
     sbatch: tuple[str, ...]
 
     def checkpoint_path(self, job: str) -> str:
+        """The checkpoint folder of ``job`` at this site (a job id cannot climb out of it)."""
+        if "/" in job or "\\" in job or job in (".", ".."):
+            raise InputError("plan.json", f"job id {job!r} cannot be part of a checkpoint path "
+                             f"(no '/', '\\', '.' or '..')", field="jobs")
         return self.checkpoint.replace("{job}", job)
 
     def checkpoint_url(self, job: str) -> str:
@@ -95,6 +99,10 @@ class SiteMap:
                               for name, t in sites.items()})
 
 
+#: Keys whose value becomes one word of an sbatch option: no spaces, quotes or control chars.
+_WORD_KEYS = {"partition", "cluster", "gres"}
+
+
 def _table(path: Path, table, keys: set[str], where: str) -> dict:
     if not isinstance(table, dict):
         raise InputError(str(path), "must be a table", field=where)
@@ -107,4 +115,15 @@ def _table(path: Path, table, keys: set[str], where: str) -> dict:
                 raise InputError(str(path), "must be a list of strings", field=f"{where}.{key}")
         elif not isinstance(value, str):
             raise InputError(str(path), "must be a string", field=f"{where}.{key}")
+        for v in value if isinstance(value, list) else [value]:
+            if not v.isprintable() or (key in _WORD_KEYS and not word(v)):
+                raise InputError(str(path), f"{v!r} is not a usable value here (printable, and "
+                                 f"for {', '.join(sorted(_WORD_KEYS))} one word without quotes)",
+                                 field=f"{where}.{key}")
     return dict(table)
+
+
+def word(text: str) -> bool:
+    """Usable as one word of an sbatch option (or empty)."""
+    return text == "" or (text.isprintable() and not any(c.isspace() or c in "'\"\\$`;"
+                                                          for c in text))
