@@ -633,6 +633,7 @@ def export_slurm_cmd(plan: PlanArg,
     p = Plan.load(plan)
     sites = SiteMap.load(site_map)
     steps = plan_steps(p, shift_to)
+    _warn_unused_sites(sites, steps)
     with staged_dir(out, replaces=("submitted.csv",)) as stage:   # ids of an older export
         export_slurm(p, steps, stage, sites, command, transfer)
     _echo_totals(out / "submit.sh", totals(steps))
@@ -667,10 +668,20 @@ def export_kubernetes_cmd(
     sites = SiteMap.load(site_map)
     check_label(node_label, namespace, image, transfer_image)
     steps = plan_steps(p, shift_to)
+    _warn_unused_sites(sites, steps)
     with staged_dir(out) as stage:
         export_kubernetes(p, steps, stage, sites, node_label, image, transfer_image, command,
                           transfer, namespace)
     _echo_totals(out / "kustomization.yaml", totals(steps))
+
+
+def _warn_unused_sites(sites, steps) -> None:
+    """A site-map entry for a site no step uses is most likely a typo: say so (not an error,
+    since one map may serve many plans)."""
+    unused = sorted(set(sites.sites) - {s.site for s in steps} - {s.dst for s in steps})
+    if unused:
+        typer.echo(f"warning: the site map names sites no step of this plan uses: "
+                   f"{', '.join(unused)}", err=True)
 
 
 def _check_out_file(out: Path) -> None:

@@ -392,3 +392,14 @@ def test_a_site_that_cannot_be_a_partition_needs_the_site_map(tmp_path):
     bad.write_text('[sites."my site"]\npartition = "a b"\n')
     r = cli("export", "slurm", path, "--out", tmp_path / "o2", "--site-map", bad)
     assert r.exit_code == 2 and "field 'sites.my site.partition'" in r.error
+
+
+def test_a_site_map_entry_no_step_uses_is_warned_about(moving_plan, tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "m.toml").write_text('[sites.wnd]\npartition = "x"\n')
+    r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()", "export",
+                        "slurm", str(moving_plan), "--out", str(tmp_path / "o"), "--site-map",
+                        str(tmp_path / "m.toml")], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.strip() == \
+        "warning: the site map names sites no step of this plan uses: wnd"
