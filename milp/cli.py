@@ -470,7 +470,7 @@ def replay(
     outages = tuple(_outage(inst, text) for text in outage or ())
     faults = Faults(bandwidth_factor, renewable_noise, seed, outages, checkpoint_minutes * 60)
     result = run_replay(inst, p, faults, replan, replan_every * 3600 if replan_every else None,
-                        time_limit)
+                        time_limit, planned)
     jobs = job_table(inst, result)
     summary = {"instance": inst.name, "plan": str(plan), "policy": p.policy,
                "faults": {"bandwidth_factor": bandwidth_factor,
@@ -657,7 +657,7 @@ def export_kubernetes_cmd(
 ) -> None:
     """One suspended batch/v1 Job per step (site as nodeSelector, plan in annotations) and a
     kustomization.yaml: kubectl apply -k OUT creates them all."""
-    from milp.export.kubernetes import check_label, export_kubernetes
+    from milp.export.kubernetes import check_options, export_kubernetes
     from milp.export.steps import plan_steps, totals
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
@@ -666,7 +666,7 @@ def export_kubernetes_cmd(
     _check_out_dir(out)
     p = Plan.load(plan)
     sites = SiteMap.load(site_map)
-    check_label(node_label, namespace, image, transfer_image)
+    check_options(node_label, namespace, image, transfer_image)
     steps = plan_steps(p, shift_to)
     _warn_unused_sites(sites, steps)
     with staged_dir(out) as stage:

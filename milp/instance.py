@@ -159,7 +159,7 @@ class Instance:
     @cached_property
     def remaining_window_slots(self) -> np.ndarray:
         """[n, t] slots from t to the end of site n's renewable window (0 outside a window)."""
-        return _ro(fz.remaining_window_slots(self.renewable_kw, self.window_threshold_kw))
+        return read_only(fz.remaining_window_slots(self.renewable_kw, self.window_threshold_kw))
 
     def remaining_window_s(self, site: int, time_s: float) -> float:
         """Seconds from ``time_s`` to the end of the window of ``site`` it falls in (0 if none)."""
@@ -193,17 +193,18 @@ def load_instance(directory: str | Path) -> Instance:
         objective=ObjectiveWeights(**head["objective"]),
         default_compute_kw=head["defaults"]["compute_kw"],
         window_threshold_kw=head["defaults"]["window_threshold_kw"],
-        sites=tuple(sites["site"]), gpus=_ro(sites["gpus"].astype(int)),
-        idle_kw=_ro(sites["idle_kw"]), renewable_kw=_ro(renewable), link_gbps=_ro(links),
-        jobs=tuple(jobs["job"]), origin=_ro(jobs["origin"]),
-        release_slot=_ro(jobs["release"]), deadline_slot=_ro(jobs["deadline"]),
-        work_h=_ro(jobs["work_h"]), checkpoint_gb=_ro(jobs["checkpoint_gb"]),
-        compute_kw=_ro(jobs["compute_kw"]),
+        sites=tuple(sites["site"]), gpus=read_only(sites["gpus"].astype(int)),
+        idle_kw=read_only(sites["idle_kw"]), renewable_kw=read_only(renewable), link_gbps=read_only(links),
+        jobs=tuple(jobs["job"]), origin=read_only(jobs["origin"]),
+        release_slot=read_only(jobs["release"]), deadline_slot=read_only(jobs["deadline"]),
+        work_h=read_only(jobs["work_h"]), checkpoint_gb=read_only(jobs["checkpoint_gb"]),
+        compute_kw=read_only(jobs["compute_kw"]),
         extra=MappingProxyType({k: v for k, v in ((SITES, sites["extra"]), (JOBS, jobs["extra"]))
                                 if v is not None}))
 
 
-def _ro(a: np.ndarray) -> np.ndarray:
+def read_only(a) -> np.ndarray:
+    """A read-only copy of ``a``: an Instance's arrays never change."""
     a = np.array(a)
     a.setflags(write=False)
     return a

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from milp.evaluate import Evaluation, evaluate
-from milp.instance import Instance
+from milp.instance import Instance, read_only
 from milp.plan import JobPlan, Migration, Plan, Run
-from milp.state import JobState, State, replan as replan_from
+from milp.state import JobState, State, outlook, replan as replan_from
 
 #: Below this many seconds, two instants are the same and a run is empty.
 EPS_S = 1e-6
@@ -75,10 +75,8 @@ def reality(inst: Instance, faults: Faults) -> Instance:
             if k < inst.n_slots:
                 renewable[n, k] *= (t - k * inst.slot_s) / inst.slot_s
             renewable[n, k + 1:] = 0.0
-    links = inst.link_gbps * faults.bandwidth_factor
-    for a in (renewable, links):
-        a.setflags(write=False)
-    return replace(inst, renewable_kw=renewable, link_gbps=links)
+    return replace(inst, renewable_kw=read_only(renewable),
+                   link_gbps=read_only(inst.link_gbps * faults.bandwidth_factor))
 
 
 @dataclass
@@ -262,9 +260,11 @@ def triggers(inst: Instance, plan: Plan, faults: Faults, replan_every_s: float |
 
 
 def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None,
-           replan_every_s: float | None = None, time_limit_s: float = 30.0) -> Replay:
+           replan_every_s: float | None = None, time_limit_s: float = 30.0,
+           planned: Evaluation | None = None) -> Replay:
     """Execute ``plan`` in the reality ``faults`` describe; re-plan with policy ``replan`` at
-    each trigger (plan once when ``None``). Scores the executed plan with the evaluator."""
+    each trigger (plan once when ``None``). Scores the executed plan with the evaluator;
+    ``planned`` is the plan's own evaluation on ``inst``, if the caller has it already."""
     real = reality(inst, faults)
     dark = faults.dark_from(inst.n_sites)
     ex = _Executor(inst, real.link_gbps, dark, faults.checkpoint_every_s)
@@ -292,7 +292,7 @@ def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None
     label = f"{plan.policy}, executed" + (f", re-planned by {replan}" if replan else "")
     executed = ex.plan(label)
     return Replay(executed=executed, real=real, actual=evaluate(real, executed),
-                  planned=evaluate(inst, plan), events=sorted(events, key=lambda e: e["time_s"]),
+                  planned=planned or evaluate(inst, plan), events=sorted(events, key=lambda e: e["time_s"]),
                   first_state=first_state)
 
 
@@ -314,8 +314,7 @@ def _better(inst: Instance, ex: _Executor, state: State, current: Plan, candidat
     for plan in (current, candidate):
         future = ex.what_if(known.link_gbps, dark)
         future.follow(plan, math.inf)
-        e = evaluate(known, future.plan("outlook"))
-        scores.append((round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6)))
+        scores.append(outlook(evaluate(known, future.plan("outlook"))))
     (u0, g0), (u1, g1) = scores
     facts = (f"outlook {u1:.3g} h unfinished, {g1:.4g} kWh grid against {u0:.3g} h, "
              f"{g0:.4g} kWh if the plan is kept")

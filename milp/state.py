@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from milp.errors import InputError
+from milp.evaluate import Evaluation, evaluate
 from milp.files import write_atomic
-from milp.instance import Instance
+from milp.instance import Instance, read_only
 from milp.plan import JobPlan, Migration, Plan, Run
 
 STATE_SCHEMA = "milp-state"
@@ -224,19 +225,14 @@ def remainder(inst: Instance, state: State) -> Remainder:
     renewable[down] = 0.0
     idx = np.array(keep, dtype=int)
 
-    def ro(a) -> np.ndarray:
-        a = np.asarray(a)
-        a.setflags(write=False)
-        return a
-
     sub = replace(
-        inst, start=inst.time_of(offset * inst.slot_s), n_slots=n_slots, gpus=ro(gpus),
-        renewable_kw=ro(renewable), link_gbps=ro(inst.link_gbps * state.bandwidth_factor),
-        jobs=tuple(inst.jobs[j] for j in keep), origin=ro(np.array(origin, dtype=int)),
-        release_slot=ro(np.array(release, dtype=int)),
-        deadline_slot=ro(np.array(deadline, dtype=int)),
-        work_h=ro(np.array(work, dtype=float)), checkpoint_gb=ro(inst.checkpoint_gb[idx]),
-        compute_kw=ro(inst.compute_kw[idx]), extra={})
+        inst, start=inst.time_of(offset * inst.slot_s), n_slots=n_slots, gpus=read_only(gpus),
+        renewable_kw=read_only(renewable), link_gbps=read_only(inst.link_gbps * state.bandwidth_factor),
+        jobs=tuple(inst.jobs[j] for j in keep), origin=read_only(np.array(origin, dtype=int)),
+        release_slot=read_only(np.array(release, dtype=int)),
+        deadline_slot=read_only(np.array(deadline, dtype=int)),
+        work_h=read_only(np.array(work, dtype=float)), checkpoint_gb=read_only(inst.checkpoint_gb[idx]),
+        compute_kw=read_only(inst.compute_kw[idx]), extra={})
     return Remainder(sub, offset, tuple(keep))
 
 
@@ -268,7 +264,6 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
         return Plan(instance=rest.inst.name, start=rest.inst.start.isoformat(),
                     slot_minutes=rest.inst.slot_minutes, policy=policy, jobs=())
     if policy == "milp":
-        from milp.evaluate import evaluate
         from milp.solve import SEED_POLICIES, NoPlanFound, SolveOptions, plan_milp
 
         candidates = [POLICIES[name](rest.inst, None) for name in SEED_POLICIES]
@@ -278,15 +273,19 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
         except NoPlanFound:
             pass
 
-        def score(plan: Plan) -> tuple[float, float]:
-            e = evaluate(rest.inst, plan)
-            return (round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6))
-        best = min(reversed(candidates), key=score)     # ties go to the MILP
+        best = min(reversed(candidates),                 # ties go to the MILP
+                   key=lambda plan: outlook(evaluate(rest.inst, plan)))
         return replace(best, info={**best.info, "chosen": best.policy})
     if policy not in POLICIES:
         raise InputError("--policy", f"unknown policy {policy!r} (known: milp, "
                          f"{', '.join(POLICIES)})")
     return POLICIES[policy](rest.inst, None)
+
+
+def outlook(e: Evaluation) -> tuple[float, float]:
+    """How a re-plan ranks a plan's evaluation: least unfinished work (GPU hours), then least
+    grid energy (kWh), both rounded so that float noise does not decide."""
+    return round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6)
 
 
 def replan(inst: Instance, state: State, policy: str, time_limit_s: float = 30.0

@@ -57,7 +57,7 @@ def dump(doc: dict) -> str:
     return yaml.dump(doc, Dumper=_Quoted, sort_keys=False, allow_unicode=True)
 
 
-def check_label(node_label: str, namespace: str | None, image: str = "x",
+def check_options(node_label: str, namespace: str | None, image: str = "x",
                 transfer_image: str | None = None) -> None:
     """Refuse a node label key, namespace or image the Kubernetes API would reject."""
     for option, value in (("--image", image), ("--transfer-image", transfer_image)):
