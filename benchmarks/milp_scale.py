@@ -24,7 +24,7 @@ from milp.build import BuildParams, build_instance, load_presets
 from milp.evaluate import evaluate
 from milp.instance import load_instance
 from milp.policies import POLICIES
-from milp.solve import SolveOptions, plan_milp
+from milp.engine.solve import SolveOptions, plan_milp
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

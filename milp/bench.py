@@ -36,7 +36,7 @@ def run_cell(inst: Instance, policy: str, time_limit_s: float) -> tuple[Plan, di
     started = time.perf_counter()
     solver = None
     if policy == "milp":
-        from milp.solve import SolveOptions, plan_milp
+        from milp.engine.solve import SolveOptions, plan_milp
         plan, facts = plan_milp(inst, SolveOptions(time_limit_s=time_limit_s, gap=0.01))
         solver = facts.to_dict()
     else:

@@ -13,7 +13,10 @@ transformation is documented in ``instances/README.md``; in short:
   instance day, checkpoints drawn by class mix from ``models.csv`` (``mixed_adam_gb``);
 - **links.csv** — site ``k`` sits in the ``k``-th cloud region of :data:`REGIONS`; a link's
   Gbps is the median Skyplane ``throughput_received`` measured from its source to its destination
-  region.
+  region;
+- **sites.csv** ``wan_gbps`` — the site's WAN capacity, which its transfers in and out share: the
+  highest of those medians measured from or to its region (any other region of the data), i.e.
+  the best one VM there was seen to send or receive.
 
 The same parameters give byte-identical files (fixed number formats, seeded generators, no
 "now"). User mistakes raise :class:`~milp.errors.InputError` (file = the preset file or
@@ -545,6 +548,13 @@ def make_jobs(data: SourceData, p: BuildParams, start: datetime, site_list: list
     return rows, facts
 
 
+def region_wan_gbps(data: SourceData, region: str) -> float:
+    """A site's WAN capacity (Gbps): the highest median throughput measured from or to its
+    region, rounded to the Mb/s."""
+    best = max((bps for (a, b), bps in data.link_bps.items() if region in (a, b)), default=0.0)
+    return round(best / 1e9, 3)
+
+
 def make_links(data: SourceData, regions: list[str], site_list: list[str]) -> list[list[str]]:
     """Rows of links.csv: every ordered site pair whose regions have measurements."""
     rows = [["src", "dst", "gbps"]]
@@ -581,9 +591,10 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
     job_rows, facts = make_jobs(data, p, start, names, file)
     link_rows = make_links(data, regions, names)
 
-    site_rows = [["site", "gpus", "fuel", "source_day", "region"]]
+    site_rows = [["site", "gpus", "wan_gbps", "fuel", "source_day", "region"]]
     for k, name in enumerate(names):
-        site_rows.append([name, str(p.gpus_per_site), fuels[k],
+        wan = region_wan_gbps(data, regions[k])
+        site_rows.append([name, str(p.gpus_per_site), _num(wan, 3) if wan > 0 else "", fuels[k],
                           ";".join(d.isoformat() for d in picks[k]), regions[k]])
     ren_rows = [["time", *names]]
     for t in range(n_slots):
@@ -697,14 +708,16 @@ def _readme(p: BuildParams, inst, facts_d: dict, facts: dict, picks: list[list[d
         f"{facts_d['windows']} windows, hours mean/median/min/max {_h(w_mean)}/"
         f"{_h(facts_d['window_h_median'])}/{_h(w_min)}/{_h(w_max)}; {cmp}.",
         "",
-        "| site | fuel | CAISO day(s) | cloud region | GPUs | windows (h) |",
-        "|---|---|---|---|---|---|",
+        "| site | fuel | CAISO day(s) | cloud region | GPUs | WAN Gbps | windows (h) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k, name in enumerate(names):
         wins = ", ".join(f"{(e - s) * inst.slot_h:g}" for s, e in inst.windows(k)) or "–"
+        wan = inst.wan_gbps[k]
         lines.append(f"| {name} | {FUEL_NAME[fuels[k]]} | "
                      f"{', '.join(d.isoformat() for d in picks[k])} | {regions[k]} | "
-                     f"{p.gpus_per_site} | {wins} |")
+                     f"{p.gpus_per_site} | {_num(wan, 3) if np.isfinite(wan) else '–'} | "
+                     f"{wins} |")
     lines += [
         "",
         "Sources (copies in `instances/sources/`): CAISO curtailment — Source: California ISO, "

@@ -67,13 +67,21 @@ def check(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
         f" kWh",
         f"links      {facts['links']} directed, Gbps min/median/max "
         f"{_fmt(facts['link_gbps_min'])}/{_fmt(facts['link_gbps_median'])}/"
-        f"{_fmt(facts['link_gbps_max'])}",
+        f"{_fmt(facts['link_gbps_max'])}; site WAN Gbps "
+        + ", ".join(f"{s} {_fmt(w) if w is not None else 'unlimited'}"
+                    for s, w in facts["wan_gbps"].items()),
+        f"execution  at most {_restarts(facts['max_restarts'])} restarts per job, no run shorter "
+        f"than {facts['min_run_minutes']:g} min but a job's last",
         f"windows    {facts['windows']} renewable windows, hours mean/median/min/max "
         f"{_fmt(facts['window_h_mean'])}/{_fmt(facts['window_h_median'])}/"
         f"{_fmt(facts['window_h_min'])}/{_fmt(facts['window_h_max'])} "
         f"(study: 2.5-9.5 h)",
     ]
     typer.echo("\n".join(lines))
+
+
+def _restarts(cap: int | None) -> str:
+    return "any number of" if cap is None else str(cap)
 
 
 # ---- feasibility ----------------------------------------------------------------------------
@@ -205,8 +213,7 @@ def plan_cmd(
     max_sites: Annotated[Optional[int], typer.Option(
         help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
         min=1)] = None,
-    seed: Annotated[int, typer.Option(help="milp: seed of the neighbourhood search's random "
-                                      "choices.")] = 0,
+    seed: Annotated[int, typer.Option(help="milp: seed of the solver's random choices.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
 ) -> None:
     """Make a day-ahead plan with one policy, score it with the evaluator, write its files.
@@ -222,7 +229,7 @@ def plan_cmd(
     from milp.instance import load_instance
     from milp.plan import save_schedule
     from milp.policies import POLICIES
-    from milp.solve import SolveOptions
+    from milp.engine.solve import SolveOptions
 
     _check_policy(policy, "--policy")
     _check_out_dir(out)
@@ -253,8 +260,7 @@ def plan_cmd(
         if solver is not None:
             head.update({f"solver.{k}": getattr(solver, k) for k in (
                 "status", "objective", "bound", "gap", "build_s", "solve_s", "seed_policy",
-                "seed_grid_energy_kwh", "warm_start_accepted", "improved",
-                "neighbourhood_steps", "neighbourhood_improvements")})
+                "seed_grid_energy_kwh", "warm_start_accepted", "improved")})
         _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
         typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)
@@ -280,7 +286,7 @@ def _solve_milp(inst, options, quiet):
     from dataclasses import replace
 
     from milp.explain import explain_unfinished
-    from milp.solve import NoPlanFound, plan_milp
+    from milp.engine.solve import NoPlanFound, plan_milp
 
     if not quiet:
         typer.echo(f"solving the MILP for {inst.name} (time limit {options.time_limit_s:g} "

@@ -5,15 +5,25 @@ It is independent of every policy: it reads only the :class:`~milp.instance.Inst
 
 Accounting rules (README.md, "How plans are scored"):
 
-- A job holds one GPU of a site while it runs there, and draws its ``compute_kw`` (kW).
-- A migration stops the job for ``disruption_s``; its checkpoint occupies the link src→dst at
-  rate ``8·checkpoint_gb / transfer_s`` Gbps during ``[start_s, start_s + transfer_s)`` and draws
-  ``transfer_kw`` at the **source** site meanwhile (``E_mig = P_transfer · T_transfer``, as in
-  the study). Load time and downtime draw no extra power and hold no GPU.
+- A job holds one GPU of a site while it runs there, and draws its ``compute_kw`` (kW). A run
+  that does not continue the job's previous step at the same site without a pause begins with
+  a **restore** of at least ``load_time_s + downtime_s`` (its ``restore_s``: the checkpoint
+  loads, the GPU is held and powered, no work is done) — every run but a job's very first (and
+  that one too when the job resumes from a checkpoint). A run after a pause at the same site
+  is a **restart**; a plan over ``max_restarts`` per job, or with a run shorter than
+  ``min_run_minutes`` that is not its job's last, breaks the execution rules (a violation).
+- A migration's checkpoint occupies the link src→dst at rate ``8·checkpoint_gb / transfer_s``
+  Gbps during ``[start_s, start_s + transfer_s)`` and draws ``transfer_kw`` at the **source**
+  site meanwhile (``E_mig = P_transfer · T_transfer``, as in the study); the job's next step may
+  start when it has arrived, and its next run restores it. ``disruption_s`` must be at least
+  transfer + load + downtime. A move is inside the feasibility domain when its disruption fits
+  ``alpha`` × the window left at the destination when it starts **and** the job resumes there —
+  its next step is a run at the destination — before that window ends.
 - Each site draws ``idle_kw`` in every slot.
 - Energy is netted per site and slot: ``load_kwh[n,t]`` is the energy above, split exactly at
   slot boundaries; ``grid = max(0, load − renewable_kw·slot_h)``, ``renewable_used = load − grid``.
-- Concurrent transfers on one link share it: their rates may not add up to more than its Gbps.
+- Concurrent transfers on one link share it: their rates may not add up to more than its Gbps;
+  all transfers into and out of a site share its ``wan_gbps``.
 - A ``lost`` run (an executed plan's work undone by a fault, ``milp replay``) holds its GPU
   and draws power like any run but adds no work; ``lost_work_h`` sums them.
 - Job completion is the instant its cumulated run time reaches ``work_h``. JCT = completion −
@@ -29,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from milp.instance import Instance
-from milp.plan import Plan, Run
+from milp.plan import Migration, Plan, Run
 
 #: Slack for comparing times (s): below a tenth of a millisecond, two instants are the same
 #: (solvers return shares of a slot to ~1e-9, i.e. ~1e-6 s of a 15-minute slot).
@@ -40,7 +50,8 @@ EPS_REL = 1e-9
 METRICS = ("valid", "violations", "grid_energy_kwh", "renewable_energy_kwh", "total_energy_kwh",
            "migrations", "migrations_outside_domain", "migration_energy_kwh",
            "migration_overhead_pct", "mean_jct_h", "p95_jct_h", "deadline_misses",
-           "unfinished_jobs", "unfinished_work_h", "lost_work_h")
+           "unfinished_jobs", "unfinished_work_h", "lost_work_h", "runs", "restarts",
+           "max_runs_per_job", "short_runs")
 
 
 @dataclass
@@ -67,6 +78,10 @@ class Evaluation:
     unfinished_jobs: int
     unfinished_work_h: float
     lost_work_h: float
+    runs: int                  #: runs (a run continued without a pause at its site is one)
+    restarts: int              #: runs after a pause at the same site
+    max_runs_per_job: int
+    short_runs: int            #: runs shorter than min_run_minutes that are not a job's last
     load_kwh: np.ndarray = field(repr=False)
     grid_kwh: np.ndarray = field(repr=False)
     renewable_used_kwh: np.ndarray = field(repr=False)
@@ -121,17 +136,19 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
         else:
             steps_of[jp.job] = jp.steps
 
-    runs, transfers = _Segments(), _Segments()
+    runs, transfers, restores = _Segments(), _Segments(), _Segments()
     link_of: list[tuple[int, int]] = []
     completion = np.full(inst.n_jobs, np.nan)
     done_h = np.zeros(inst.n_jobs)
     disrupted_s = np.zeros(inst.n_jobs)
     lost_s = np.zeros(inst.n_jobs)
-    n_mig = outside = 0
+    n_mig = outside = n_runs = n_restarts = most_runs = n_short = 0
     for j, job in enumerate(inst.jobs):
         trace = _walk_job(inst, j, steps_of.get(job, ()), v)
-        for site, s0, s1 in trace["runs"]:
+        for site, s0, s1, restore in trace["runs"]:
             runs.add(site, s0, s1, inst.compute_kw[j, site])
+            if restore > 0:
+                restores.add(site, s0, s0 + restore, 1.0)
         for src, dst, s0, s1, gbps in trace["transfers"]:
             link_of.append((src, dst))
             transfers.add(len(link_of) - 1, s0, s1, gbps)
@@ -140,9 +157,15 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
         lost_s[j] = trace["lost_s"]
         n_mig += trace["migrations"]
         outside += trace["outside"]
+        lengths = trace["run_lengths_s"]
+        n_runs += len(lengths)
+        n_restarts += trace["restarts"]
+        most_runs = max(most_runs, len(lengths))
+        n_short += _execution_rules(inst, j, trace["restarts"], lengths, v)
 
-    v += _gpu_overloads(inst, runs)
+    v += _gpu_overloads(inst, runs, restores)
     v += _link_overloads(inst, transfers, link_of)
+    v += _site_overloads(inst, transfers, link_of)
 
     # ---- energy, per site and slot -------------------------------------------------------
     r_site, r0, r1, r_kw = runs.arrays()
@@ -172,7 +195,8 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
         p95_jct_h=float(np.percentile(jct_h, 95)) if inst.n_jobs else 0.0,
         deadline_misses=int(missed.sum()), unfinished_jobs=int((~finished).sum()),
         unfinished_work_h=float(np.maximum(inst.work_h - done_h, 0.0)[~finished].sum()),
-        lost_work_h=float(lost_s.sum()) / 3600.0,
+        lost_work_h=float(lost_s.sum()) / 3600.0, runs=n_runs, restarts=n_restarts,
+        max_runs_per_job=most_runs, short_runs=n_short,
         load_kwh=load, grid_kwh=grid, renewable_used_kwh=used, migration_kwh=migration_kwh,
         completion_s=completion, jct_h=jct_h, work_done_h=done_h, lost_h=lost_s / 3600.0)
 
@@ -184,8 +208,11 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
     work_s = float(inst.work_h[j]) * 3600.0
     m = inst.migration
     here, clock, done_s = int(inst.origin[j]), release, 0.0
+    prev: Run | Migration | None = None
+    moves: list[tuple[int, float, float, float, int]] = []  # dst, start, disruption, window, step
     out: dict[str, Any] = {"runs": [], "transfers": [], "completion_s": np.nan, "done_h": 0.0,
-                           "disruption_s": 0.0, "migrations": 0, "outside": 0, "lost_s": 0.0}
+                           "disruption_s": 0.0, "migrations": 0, "outside": 0, "lost_s": 0.0,
+                           "restarts": 0, "run_lengths_s": [], "resumes": {}}
 
     def bad(step_no: int, what: str) -> None:
         v.append(f"job {job!r} step {step_no}: {what}")
@@ -213,16 +240,38 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
             if step.end_s > horizon + EPS_S:
                 bad(k, f"runs past the end of the horizon ({_clock(inst, step.end_s)})")
             length = step.end_s - start
-            out["runs"].append((site, start, float(step.end_s)))
+            goes_on = isinstance(prev, Run) and prev.site == step.site and \
+                abs(prev.end_s - start) <= EPS_S
+            need = 0.0 if goes_on or (prev is None and not inst.from_checkpoint[j]) \
+                else m.stop_s
+            if step.restore_s < need - EPS_S:
+                why = "after a migration" if isinstance(prev, Migration) else \
+                    "after a pause" if prev is not None else "from its checkpoint"
+                bad(k, f"resumes {why} without loading its checkpoint (restore_s "
+                    f"{step.restore_s:g} s < load + downtime {need:g} s)")
+            if step.restore_s > length + EPS_S:
+                bad(k, f"restore of {step.restore_s:g} s is longer than the run ({length:g} s)")
+            if isinstance(prev, Migration) and prev.dst == step.site:
+                out["resumes"].setdefault(len(moves) - 1, start)
+            if goes_on:
+                out["run_lengths_s"][-1] += length
+            else:
+                out["run_lengths_s"].append(length)
+                if isinstance(prev, Run) and prev.site == step.site:
+                    out["restarts"] += 1
+            out["runs"].append((site, start, float(step.end_s), float(step.restore_s)))
             clock = float(step.end_s)
+            prev = step
+            computing = max(0.0, length - step.restore_s)
             if step.lost:
-                out["lost_s"] += length
+                out["lost_s"] += computing
                 continue
-            if np.isnan(out["completion_s"]) and done_s + length >= work_s - EPS_S:
-                out["completion_s"] = start + (work_s - done_s)
-            if done_s + length > work_s + EPS_S:
-                bad(k, f"runs {done_s + length - work_s:.6g} s more than the job's remaining work")
-            done_s += length
+            if np.isnan(out["completion_s"]) and done_s + computing >= work_s - EPS_S:
+                out["completion_s"] = start + step.restore_s + (work_s - done_s)
+            if done_s + computing > work_s + EPS_S:
+                bad(k, f"runs {done_s + computing - work_s:.6g} s more than the job's remaining "
+                    f"work")
+            done_s += computing
         else:
             src, dst = _site(inst, step.src), _site(inst, step.dst)
             if src is None or dst is None:
@@ -230,7 +279,8 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
                 continue
             out["migrations"] += 1
             out["disruption_s"] += step.disruption_s
-            clock = start + step.disruption_s
+            clock = start + step.transfer_s
+            prev = step
             if src != here:
                 bad(k, f"migrates from {step.src!r} but the job is at {inst.sites[here]!r}")
             here = dst
@@ -252,15 +302,36 @@ def _walk_job(inst: Instance, j: int, steps: tuple, v: list[str]) -> dict[str, A
                 bad(k, f"disruption {step.disruption_s:g} s is shorter than transfer + load + "
                     f"downtime ({least:g} s)")
             if clock > horizon + EPS_S:
-                bad(k, f"migration ends past the horizon ({_clock(inst, clock)})")
-            window_s = inst.remaining_window_s(dst, start)
-            if step.disruption_s > m.alpha * window_s + EPS_S:
-                out["outside"] += 1
+                bad(k, f"transfer ends past the horizon ({_clock(inst, clock)})")
+            moves.append((dst, start, float(step.disruption_s),
+                          inst.remaining_window_s(dst, start), k))
             if step.transfer_s > 0:
                 rate = 8.0 * inst.checkpoint_gb[j] / step.transfer_s
                 out["transfers"].append((src, dst, start, start + step.transfer_s, rate))
+    for i, (dst, start, disruption, window_s, _) in enumerate(moves):
+        resume = out["resumes"].get(i)     # the start of its next run, there (None: no run)
+        if disruption > m.alpha * window_s + EPS_S or resume is None or \
+                resume >= start + window_s - EPS_S:
+            out["outside"] += 1
     out["done_h"] = done_s / 3600.0
     return out
+
+
+def _execution_rules(inst: Instance, j: int, restarts: int, lengths: list[float],
+                     v: list[str]) -> int:
+    """Check one job's restarts and run lengths against ``[execution]``; return its runs
+    shorter than ``min_run_minutes`` that are not its last."""
+    rules = inst.execution
+    job = inst.jobs[j]
+    if rules.max_restarts is not None and restarts > rules.max_restarts:
+        v.append(f"job {job!r}: {restarts} restarts (runs after a pause at the same site), "
+                 f"more than max_restarts = {rules.max_restarts}")
+    short = [x for x in lengths[:-1] if x < rules.min_run_s - EPS_S]
+    if short:
+        v.append(f"job {job!r}: {len(short)} run(s) before its last shorter than "
+                 f"min_run_minutes = {rules.min_run_minutes:g} (shortest {min(short) / 60:.3g} "
+                 f"min)")
+    return len(short)
 
 
 def _site(inst: Instance, name: str) -> int | None:
@@ -322,15 +393,19 @@ def _first_overload(start: np.ndarray, end: np.ndarray, weight: np.ndarray,
     return (float(t[order][over[0]]), float(level[over[0]])) if over.size else None
 
 
-def _gpu_overloads(inst: Instance, runs: _Segments) -> list[str]:
+def _gpu_overloads(inst: Instance, runs: _Segments, restores: _Segments) -> list[str]:
+    """Sites with more runs (restores included) at some instant than GPUs."""
     site, s, e, _ = runs.arrays()
+    r_site, r0, r1, _ = restores.arrays()
     out = []
     for n in range(inst.n_sites):
         mine = site == n
         hit = _first_overload(s[mine], e[mine], np.ones(mine.sum()), float(inst.gpus[n]))
         if hit:
-            out.append(f"site {inst.sites[n]!r}: {hit[1]:g} jobs run at once at "
-                       f"{_clock(inst, hit[0])} but it has {inst.gpus[n]} GPUs")
+            loading = np.any((r_site == n) & (r0 <= hit[0] + EPS_S) & (r1 > hit[0] + EPS_S))
+            out.append(f"site {inst.sites[n]!r}: {hit[1]:g} jobs hold GPUs at once at "
+                       f"{_clock(inst, hit[0])} but it has {inst.gpus[n]} GPUs"
+                       + (" (a checkpoint is loading onto a full site)" if loading else ""))
     return out
 
 
@@ -345,4 +420,19 @@ def _link_overloads(inst: Instance, transfers: _Segments, link_of: list) -> list
         if hit:
             out.append(f"link {inst.sites[src]}->{inst.sites[dst]}: transfers need "
                        f"{hit[1]:.6g} Gbps at {_clock(inst, hit[0])} but it has {cap:g} Gbps")
+    return out
+
+
+def _site_overloads(inst: Instance, transfers: _Segments, link_of: list) -> list[str]:
+    """Sites whose transfers in and out need more than their WAN capacity at some instant."""
+    ids, s, e, rate = transfers.arrays()
+    links = np.array(link_of, dtype=int).reshape(-1, 2)
+    out = []
+    for n in np.flatnonzero(np.isfinite(inst.wan_gbps)).tolist():
+        mine = (links[ids, 0] == n) | (links[ids, 1] == n)
+        cap = float(inst.wan_gbps[n])
+        hit = _first_overload(s[mine], e[mine], rate[mine], cap)
+        if hit:
+            out.append(f"site {inst.sites[n]!r}: transfers in and out need {hit[1]:.6g} Gbps "
+                       f"at {_clock(inst, hit[0])} but its WAN has {cap:g} Gbps")
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from milp.instance import Instance
-from milp.model import build_index
+from milp.engine.index import build_index
 
 
 def explain_unfinished(inst: Instance, unfinished_gpu_h: dict[str, float]) -> list[str]:

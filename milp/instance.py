@@ -4,8 +4,8 @@ A folder holds five files (format in README.md, "Instance format"):
 
 - ``instance.toml`` — name, start (ISO 8601 with UTC offset), slot_minutes, slots,
   ``[migration]`` (alpha, load_time_s, downtime_s, transfer_kw), ``[defaults]`` (compute_kw,
-  window_threshold_kw);
-- ``sites.csv`` — ``site,gpus`` (+ optional ``idle_kw``, ``compute_kw``);
+  window_threshold_kw), ``[execution]`` (max_restarts, min_run_minutes);
+- ``sites.csv`` — ``site,gpus`` (+ optional ``idle_kw``, ``compute_kw``, ``wan_gbps``);
 - ``renewable.csv`` — ``time,<site>,…``: renewable power (kW) available per site and slot;
 - ``links.csv`` — ``src,dst,gbps``: directed WAN links;
 - ``jobs.csv`` — ``job,origin,release,deadline,work_h,checkpoint_gb`` (+ optional ``compute_kw``).
@@ -59,6 +59,37 @@ class MigrationParams:
         return self.load_time_s + self.downtime_s
 
 
+#: Defaults of the execution rules, chosen by measurement (benchmarks/README.md, "Execution
+#: rules"): at most this many restarts per job over the day, and no run shorter than this
+#: (minutes) except a job's last.
+MAX_RESTARTS = 2
+MIN_RUN_MINUTES = 30.0
+
+
+@dataclass(frozen=True)
+class ExecutionRules:
+    """What makes a plan something a site operator or a scheduler runs as written.
+
+    Every run that does not continue the job's previous step at the same site without a pause
+    begins with a **restore** of ``load_time_s + downtime_s`` (it loads the checkpoint: GPU held,
+    power drawn, no progress); only a job's very first run starts without one. A **restart** is
+    such a run after a pause at the same site (moves do not count): at most ``max_restarts`` per
+    job (``None``: no cap). No run is shorter than ``min_run_minutes`` except a job's last.
+    """
+
+    max_restarts: int | None = MAX_RESTARTS
+    min_run_minutes: float = MIN_RUN_MINUTES
+
+    @property
+    def min_run_s(self) -> float:
+        return self.min_run_minutes * 60.0
+
+
+#: Rules that let every plan through (no cap): ``milp replay`` scores what reality did with
+#: these, since caps are planning rules, not physics.
+NO_CAPS = ExecutionRules(max_restarts=None, min_run_minutes=0.0)
+
+
 @dataclass(frozen=True)
 class ObjectiveWeights:
     """Tie-breakers of the MILP's objective, in kWh-equivalents (grid energy comes first).
@@ -85,11 +116,14 @@ class Instance:
     n_slots: int
     migration: MigrationParams
     objective: ObjectiveWeights
+    execution: ExecutionRules
     default_compute_kw: float       #: power of one running single-GPU job (kW)
     window_threshold_kw: float      #: renewable power (kW) from which a slot is in a window
     sites: tuple[str, ...]
     gpus: np.ndarray                #: [n] GPUs per site
     idle_kw: np.ndarray             #: [n] power a site draws whatever it runs (kW)
+    wan_gbps: np.ndarray            #: [n] WAN capacity the site's transfers in and out share
+    #: (Gbps; inf = no limit beyond its links)
     renewable_kw: np.ndarray        #: [n, t] renewable power available (kW)
     link_gbps: np.ndarray           #: [src, dst] link capacity (Gbps); 0 = no link
     jobs: tuple[str, ...]
@@ -100,6 +134,13 @@ class Instance:
     checkpoint_gb: np.ndarray       #: [j] checkpoint bytes that move with the job (GB)
     compute_kw: np.ndarray          #: [j, n] power of job j running at site n (kW)
     extra: Mapping[str, pd.DataFrame] = field(default_factory=dict)  #: ignored extra columns
+    #: [j] the job resumes from a checkpoint, so even its first run begins with a restore (set
+    #: for the rest of a day that is re-planned, :mod:`milp.state`; all False from files)
+    from_checkpoint: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.from_checkpoint is None:
+            object.__setattr__(self, "from_checkpoint", read_only(np.zeros(len(self.jobs), bool)))
 
     # ---- time ---------------------------------------------------------------------------
     @property
@@ -191,10 +232,12 @@ def load_instance(directory: str | Path) -> Instance:
         name=head["name"], start=start, slot_minutes=head["slot_minutes"], n_slots=n_slots,
         migration=MigrationParams(**head["migration"]),
         objective=ObjectiveWeights(**head["objective"]),
+        execution=ExecutionRules(**head["execution"]),
         default_compute_kw=head["defaults"]["compute_kw"],
         window_threshold_kw=head["defaults"]["window_threshold_kw"],
         sites=tuple(sites["site"]), gpus=read_only(sites["gpus"].astype(int)),
-        idle_kw=read_only(sites["idle_kw"]), renewable_kw=read_only(renewable), link_gbps=read_only(links),
+        idle_kw=read_only(sites["idle_kw"]), wan_gbps=read_only(sites["wan_gbps"]),
+        renewable_kw=read_only(renewable), link_gbps=read_only(links),
         jobs=tuple(jobs["job"]), origin=read_only(jobs["origin"]),
         release_slot=read_only(jobs["release"]), deadline_slot=read_only(jobs["deadline"]),
         work_h=read_only(jobs["work_h"]), checkpoint_gb=read_only(jobs["checkpoint_gb"]),
@@ -219,6 +262,7 @@ _TOML_KEYS: dict[str, Any] = {
     "defaults": {"compute_kw": fz.COMPUTE_KW, "window_threshold_kw": None},
     "objective": {"migration_kwh": ObjectiveWeights.migration_kwh,
                   "completion_kwh": ObjectiveWeights.completion_kwh},
+    "execution": {"max_restarts": MAX_RESTARTS, "min_run_minutes": MIN_RUN_MINUTES},
 }
 
 
@@ -271,7 +315,22 @@ def _read_toml(d: Path) -> dict[str, Any]:
                  for k, v in _TOML_KEYS["objective"].items()}
     return {"name": name.strip(), "start": start, "slot_minutes": slot_minutes, "slots": slots,
             "migration": migration, "objective": objective,
+            "execution": _read_execution(raw.get("execution", {}), slot_minutes * slots),
             "defaults": {"compute_kw": compute_kw, "window_threshold_kw": threshold}}
+
+
+def _read_execution(raw: dict, horizon_minutes: float) -> dict[str, Any]:
+    """``[execution]``: ``max_restarts`` a whole number >= 0 (or the string "none": no cap),
+    ``min_run_minutes`` >= 0 and not longer than the horizon."""
+    cap = raw.get("max_restarts", MAX_RESTARTS)
+    if isinstance(cap, str) and cap.strip().lower() == "none":
+        cap = None
+    elif isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= 1_000_000:
+        raise InputError(TOML, f"must be a whole number from 0 to 1000000, or \"none\" for no "
+                         f"cap, got {cap!r}", field="execution.max_restarts")
+    minutes = _toml_number(raw, "min_run_minutes", MIN_RUN_MINUTES, prefix="execution.",
+                           maximum=horizon_minutes)
+    return {"max_restarts": cap, "min_run_minutes": minutes}
 
 
 def _reject_unknown(raw: dict, known: dict, prefix: str) -> None:
@@ -479,9 +538,11 @@ def _read_sites(d: Path) -> dict[str, Any]:
             else np.full(len(df), np.nan))
     kw = (_numbers(df, SITES, "compute_kw", positive=True, optional=True) if "compute_kw" in df
           else np.full(len(df), np.nan))
+    wan = (_numbers(df, SITES, "wan_gbps", positive=True, optional=True) if "wan_gbps" in df
+           else np.full(len(df), np.nan))
     return {"site": names, "gpus": gpus, "idle_kw": np.nan_to_num(idle, nan=0.0),
-            "compute_kw": kw, "extra": _extra(df, ["site", "gpus", "idle_kw", "compute_kw"],
-                                              "site")}
+            "compute_kw": kw, "wan_gbps": np.where(np.isnan(wan), np.inf, wan),
+            "extra": _extra(df, ["site", "gpus", "idle_kw", "compute_kw", "wan_gbps"], "site")}
 
 
 def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
@@ -568,6 +629,10 @@ def describe(inst: Instance) -> dict[str, Any]:
         "demand_energy_kwh": float((inst.work_h * own_kw).sum()),
         "idle_energy_kwh": float(inst.idle_kw.sum() * inst.n_slots * inst.slot_h),
         "work_h": float(inst.work_h.sum()),
+        "wan_gbps": {s: (float(w) if np.isfinite(w) else None)
+                     for s, w in zip(inst.sites, inst.wan_gbps)},
+        "max_restarts": inst.execution.max_restarts,
+        "min_run_minutes": inst.execution.min_run_minutes,
         "links": int(links.size),
         "link_gbps_min": float(links.min()) if links.size else None,
         "link_gbps_median": float(np.median(links)) if links.size else None,

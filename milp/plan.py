@@ -4,8 +4,8 @@ A :class:`Plan` is what a policy (greedy or MILP) hands to the evaluator and to 
 nothing about metrics: those come from :func:`milp.evaluate.evaluate` only.
 
 Times are seconds from the instance start. Between two steps a job waits where it is; before its
-first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v2.schema.json``
-(version 1 files, which cannot hold lost runs, are read too);
+first migration it is at its origin. ``plan.json`` follows ``schemas/plan-v3.schema.json``
+(version 1 and 2 files, which hold no restores, are read too);
 ``schedule.csv`` is a derived, per-slot view (one row per job × slot).
 """
 
@@ -27,14 +27,15 @@ from milp.errors import InputError
 from milp.files import write_atomic
 
 SCHEMA_NAME = "milp-plan"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Oldest plan.json version this milp reads (older ones are refused with a clear message).
 FIRST_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Run:
-    """The job computes on one GPU of ``site`` during ``[start_s, end_s)`` (seconds).
+    """The job holds one GPU of ``site`` during ``[start_s, end_s)`` (seconds): it loads its
+    checkpoint for the first ``restore_s`` seconds (power drawn, no work), then computes.
 
     ``lost``: the work of this run was undone by a fault before the next checkpoint (only in
     plans ``milp replay`` executed); it held the GPU and drew power, but did no work.
@@ -44,10 +45,16 @@ class Run:
     start_s: float
     end_s: float
     lost: bool = False
+    restore_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    @property
+    def work_s(self) -> float:
+        """Seconds of computing (the run after its restore)."""
+        return self.end_s - self.start_s - self.restore_s
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,8 @@ def _no_constant(name: str):
 def _step_dict(step: Step) -> dict[str, Any]:
     if isinstance(step, Run):
         d = {"kind": "run", "site": step.site, "start_s": step.start_s, "end_s": step.end_s}
+        if step.restore_s:
+            d["restore_s"] = step.restore_s
         return d | {"lost": True} if step.lost else d
     return {"kind": "migration", "src": step.src, "dst": step.dst, "start_s": step.start_s,
             "checkpoint_gb": step.checkpoint_gb, "transfer_s": step.transfer_s,
@@ -199,7 +208,8 @@ def _step_dict(step: Step) -> dict[str, Any]:
 
 def _step(d: dict[str, Any]) -> Step:
     if d["kind"] == "run":
-        return Run(d["site"], d["start_s"], d["end_s"], d.get("lost", False))
+        return Run(d["site"], d["start_s"], d["end_s"], d.get("lost", False),
+                   d.get("restore_s", 0.0))
     return Migration(d["src"], d["dst"], d["start_s"], d["checkpoint_gb"], d["transfer_s"],
                      d["disruption_s"])
 

@@ -4,10 +4,12 @@
 following it would do, in a reality that differs from the forecast the plan was made for:
 
 - **Links** carry ``bandwidth_factor`` of their planned Gbps. A transfer takes
-  ``8·S / (factor·B)`` seconds; transfers on one link queue one after the other (first planned,
-  first sent), so a slow transfer also delays the next ones. A moved job resumes at the later of
-  its planned restart and its actual arrival + load + downtime; its runs still end when planned
-  (the GPU is reserved for others after), so delays cost work, never GPUs.
+  ``8·S / (factor·B)`` seconds (and sites' WAN capacity is as much slower); transfers on one
+  link queue one after the other (first planned, first sent), so a slow transfer also delays
+  the next ones. A moved job resumes at the later of its planned restart and its actual arrival,
+  loading its checkpoint first (a restore, as every run that does not continue the job's
+  previous one); its runs still end when planned (the GPU is reserved for others after), so
+  delays cost work, never GPUs.
 - **Renewable power** is the forecast times ``1 + renewable_noise·N(0,1)`` (clipped at 0),
   drawn per site and slot with ``seed``. It changes what the plan's energy costs, not the plan.
 - **Outages** (``site@time``): from that instant to the end of the horizon the site has no power.
@@ -24,9 +26,10 @@ in flight, dark sites, observed bandwidth) and continues with the plan
 :func:`~milp.state.replan` makes for the rest of the horizon (rolling re-planning). Without
 it, the plan is followed as made (plan once).
 
-The executed plan is scored by the one evaluator against the perturbed instance: every job of
-the instance is either finished or reported with its remaining work (``unfinished_work_h``),
-and lost work is ``lost_work_h``.
+The executed plan is scored by the one evaluator against the perturbed instance, without the
+execution caps (``max_restarts``, ``min_run_minutes`` are planning rules; a fault may cut a
+run short): every job of the instance is either finished or reported with its remaining work
+(``unfinished_work_h``), and lost work is ``lost_work_h``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from milp.evaluate import Evaluation, evaluate
-from milp.instance import Instance, read_only
+from milp.instance import NO_CAPS, Instance, read_only
 from milp.plan import JobPlan, Migration, Plan, Run
 from milp.state import JobState, State, outlook, replan as replan_from
 
@@ -76,7 +79,8 @@ def reality(inst: Instance, faults: Faults) -> Instance:
                 renewable[n, k] *= (t - k * inst.slot_s) / inst.slot_s
             renewable[n, k + 1:] = 0.0
     return replace(inst, renewable_kw=read_only(renewable),
-                   link_gbps=read_only(inst.link_gbps * faults.bandwidth_factor))
+                   link_gbps=read_only(inst.link_gbps * faults.bandwidth_factor),
+                   wan_gbps=read_only(inst.wan_gbps * faults.bandwidth_factor), execution=NO_CAPS)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class _Job:
     steps: list = field(default_factory=list)
     run_from_s: float = 0.0   #: start of the run in progress (its checkpoints count from there)
     cut: bool = False         #: the last run was only cut at a re-plan instant, not stopped
+    fresh: bool = True        #: has neither run nor moved (its first run needs no restore)
 
     @property
     def finished(self) -> bool:
@@ -117,7 +122,8 @@ class _Executor:
         self.inst, self.gbps, self.dark, self.every_s = inst, gbps, dark, every_s
         self.link_free: dict[tuple[int, int], float] = {}
         self.jobs = [_Job(int(inst.origin[j]), 0.0, float(inst.release_s[j]),
-                          float(inst.work_h[j]) * 3600.0) for j in range(inst.n_jobs)]
+                          float(inst.work_h[j]) * 3600.0, fresh=not inst.from_checkpoint[j])
+                     for j in range(inst.n_jobs)]
         self.slow_seen_s = math.inf   # when a transfer was first seen taking longer than planned
         self.now = 0.0                # steps before this instant have been executed
         self.following: Plan | None = None  # the plan being followed
@@ -146,7 +152,7 @@ class _Executor:
                 if getattr(s, "lost", False) or s.start_s >= until_s:
                     continue
                 if isinstance(s, Run) and s.start_s < self.now < s.end_s:
-                    s = Run(s.site, self.now, s.end_s)     # the part not yet run
+                    s = Run(s.site, self.now, s.end_s)     # the part not yet run (continued)
                 if s.start_s >= self.now:
                     order.append((s.start_s, j, k, s))
         self.now = until_s
@@ -161,20 +167,23 @@ class _Executor:
         if job.finished or n != job.site:
             return
         start = max(step.start_s, job.ready_s)
-        natural_end = start + job.work_s - job.done_s     # when its work would be done
+        last = job.steps[-1] if job.steps else None
+        going_on = isinstance(last, Run) and last.site == step.site and not last.lost \
+            and abs(last.end_s - start) <= EPS_S
+        restore = 0.0 if going_on or job.fresh else self.inst.migration.stop_s
+        natural_end = start + restore + job.work_s - job.done_s   # when its work would be done
         if natural_end >= step.end_s - EPS_S:               # (float noise: the planned end)
             natural_end = step.end_s
-        if natural_end <= start + EPS_S or self.dark[n] <= start or start >= until_s:
+        if natural_end <= start + restore + EPS_S or self.dark[n] <= start or start >= until_s:
             return
-        last = job.steps[-1] if job.steps else None
-        if not (job.cut and isinstance(last, Run) and last.site == step.site
-                and abs(last.end_s - start) <= EPS_S):
-            job.run_from_s = start        # a resumed job starts from a checkpoint
+        if not (job.cut and going_on):
+            job.run_from_s = start + restore  # a resumed job starts from a checkpoint
         dark = float(self.dark[n])
         end = min(natural_end, until_s, dark)
-        job.steps.append(Run(step.site, start, end))
-        job.done_s += end - start
-        job.ready_s = end
+        restore = min(restore, end - start)
+        job.steps.append(Run(step.site, start, end, restore_s=restore))
+        job.done_s += end - start - restore
+        job.ready_s, job.fresh = end, False
         job.cut = end == until_s < natural_end
         if dark < natural_end and dark <= until_s:   # dark mid-run: back to the last checkpoint
             every = self.every_s
@@ -192,8 +201,8 @@ class _Executor:
         if not tail:
             return
         first, end = tail[0], tail[-1].end_s       # contiguous pieces of one run
-        if first.start_s < ckpt_s - EPS_S:
-            keep.append(Run(first.site, first.start_s, ckpt_s))
+        if first.start_s < ckpt_s - EPS_S:         # (a checkpoint is never inside a restore)
+            keep.append(Run(first.site, first.start_s, ckpt_s, restore_s=first.restore_s))
         lost_from = max(first.start_s, ckpt_s)
         if end > lost_from + EPS_S:
             keep.append(Run(first.site, lost_from, end, lost=True))
@@ -208,7 +217,7 @@ class _Executor:
             return
         start = max(step.start_s, job.ready_s, self.link_free.get((src, dst), 0.0))
         transfer_s = 8.0 * float(inst.checkpoint_gb[j]) / float(gbps)
-        arrive = start + transfer_s + inst.migration.stop_s
+        arrive = start + transfer_s     # its next run loads the checkpoint first
         if start >= until_s:            # the link is busy past this stretch: send it later
             self.waiting.append((j, step))
             return
@@ -222,7 +231,7 @@ class _Executor:
         job.steps.append(Migration(step.src, step.dst, start, float(inst.checkpoint_gb[j]),
                                    transfer_s, transfer_s + inst.migration.stop_s))
         self.link_free[(src, dst)] = start + transfer_s
-        job.site, job.ready_s = dst, arrive
+        job.site, job.ready_s, job.fresh = dst, arrive, False
 
     def state(self, at_s: float, bandwidth_factor: float) -> State:
         down = frozenset(int(n) for n in np.flatnonzero(self.dark <= at_s))

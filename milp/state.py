@@ -10,8 +10,8 @@
                "ready": "2019-04-21T12:03:10-07:00"}]}
 
 Each job entry says where the job's checkpoint is (for a checkpoint in flight: its destination),
-how much work it still has (GPU hours) and from when it can run there (arrival + load for a
-checkpoint in flight; default ``at``). A job the state does not list is untouched: at its
+how much work it still has (GPU hours) and from when it can run there (the arrival of a
+checkpoint in flight — its next run loads it first; default ``at``). A job the state does not list is untouched: at its
 origin with all its work. ``work_left_h`` 0 means finished.
 
 :func:`replan` cuts the instance at the first slot boundary at or after ``at``
@@ -194,7 +194,8 @@ def remainder(inst: Instance, state: State) -> Remainder:
     """The planning problem left at ``state.at_s``, from the next slot boundary to the end.
 
     Jobs keep their ids; each starts at its state site with its work left, released at the slot
-    where it is ready (and not before its own release). A deadline already passed, or too close
+    where it is ready (and not before its own release). A job that has run or moved resumes
+    from its checkpoint: even its first run in the remainder begins with a restore. A deadline already passed, or too close
     to hold the job's release slot, becomes the end of the horizon (the job is late either way;
     the evaluator reports it). Sites down have no GPU and no renewable power; links carry
     ``bandwidth_factor`` of their Gbps.
@@ -203,7 +204,7 @@ def remainder(inst: Instance, state: State) -> Remainder:
     if offset >= inst.n_slots:
         raise InputError("--at", "no slot starts after this time: nothing is left to plan")
     n_slots = inst.n_slots - offset
-    keep, origin, release, deadline, work = [], [], [], [], []
+    keep, origin, release, deadline, work, resumes = [], [], [], [], [], []
     for j in range(inst.n_jobs):
         s = state.jobs.get(j, JobState(int(inst.origin[j]), float(inst.work_h[j]),
                                        float(inst.release_s[j])))
@@ -218,6 +219,8 @@ def remainder(inst: Instance, state: State) -> Remainder:
         release.append(r)
         deadline.append(d if d > r else n_slots)
         work.append(s.work_left_h)
+        resumes.append(bool(inst.from_checkpoint[j]) or s.site != inst.origin[j]
+                       or s.work_left_h < inst.work_h[j] - 1e-9)
     down = np.array(sorted(state.down_sites), dtype=int)
     gpus = inst.gpus.copy()
     gpus[down] = 0
@@ -227,12 +230,15 @@ def remainder(inst: Instance, state: State) -> Remainder:
 
     sub = replace(
         inst, start=inst.time_of(offset * inst.slot_s), n_slots=n_slots, gpus=read_only(gpus),
-        renewable_kw=read_only(renewable), link_gbps=read_only(inst.link_gbps * state.bandwidth_factor),
+        renewable_kw=read_only(renewable),
+        link_gbps=read_only(inst.link_gbps * state.bandwidth_factor),
+        wan_gbps=read_only(inst.wan_gbps * state.bandwidth_factor),
         jobs=tuple(inst.jobs[j] for j in keep), origin=read_only(np.array(origin, dtype=int)),
         release_slot=read_only(np.array(release, dtype=int)),
         deadline_slot=read_only(np.array(deadline, dtype=int)),
         work_h=read_only(np.array(work, dtype=float)), checkpoint_gb=read_only(inst.checkpoint_gb[idx]),
-        compute_kw=read_only(inst.compute_kw[idx]), extra={})
+        compute_kw=read_only(inst.compute_kw[idx]), extra={},
+        from_checkpoint=read_only(np.array(resumes, dtype=bool)))
     return Remainder(sub, offset, tuple(keep))
 
 
@@ -240,7 +246,7 @@ def shift(plan: Plan, inst: Instance, offset_s: float, policy: str) -> Plan:
     """A remainder's plan on the full instance's clock (every time + ``offset_s``)."""
     def move(s):
         if isinstance(s, Run):
-            return Run(s.site, s.start_s + offset_s, s.end_s + offset_s, s.lost)
+            return Run(s.site, s.start_s + offset_s, s.end_s + offset_s, s.lost, s.restore_s)
         return Migration(s.src, s.dst, s.start_s + offset_s, s.checkpoint_gb, s.transfer_s,
                          s.disruption_s)
     return Plan(instance=inst.name, start=inst.start.isoformat(), slot_minutes=inst.slot_minutes,
@@ -264,7 +270,7 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
         return Plan(instance=rest.inst.name, start=rest.inst.start.isoformat(),
                     slot_minutes=rest.inst.slot_minutes, policy=policy, jobs=())
     if policy == "milp":
-        from milp.solve import SEED_POLICIES, NoPlanFound, SolveOptions, plan_milp
+        from milp.engine.solve import SEED_POLICIES, NoPlanFound, SolveOptions, plan_milp
 
         candidates = [POLICIES[name](rest.inst, None) for name in SEED_POLICIES]
         try:

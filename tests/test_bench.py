@@ -22,7 +22,8 @@ def test_bench_end_to_end_and_resume(tmp_path):
     assert set(METRICS) - {"violations"} <= set(df.columns)
     assert df.valid.all()
     milp = df[df.policy == "milp"].grid_energy_kwh.item()
-    assert (milp <= df[df.policy != "milp"].grid_energy_kwh + 1e-9).all()
+    seeds = df[df.policy.isin(["feasibility-aware", "wait-awhile"])].grid_energy_kwh
+    assert milp <= seeds.min() + 1e-9     # never worse than its seed, however short the time
     assert df[df.policy == "static"].grid_vs_static_pct.item() == 0
     for png in ("grid_energy.png", "jct.png", "timeline.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

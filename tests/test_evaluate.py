@@ -54,17 +54,24 @@ def test_static_run_on_dark_site(tmp_path):
     assert e.load_kwh[0].tolist() == pytest.approx([0.75, 0.75, 0, 0])
 
 
+def restored(site, start, end):
+    """A run that loads the checkpoint first (load 10 s + downtime 0.4 s)."""
+    return Run(site, start, end, restore_s=10.4)
+
+
 def test_migration_to_sunny_site(tmp_path):
     inst = two_sites(tmp_path, [job()])
-    # 5 GB at 10 Gbps: 4 s transfer, disruption 4 + 10 + 0.4 = 14.4 s; then 2 h at b.
-    e = evaluate(inst, plan(inst, ("j1", [mig("a", "b", 0), Run("b", 14.4, 14.4 + 2 * H)])))
+    # 5 GB at 10 Gbps: 4 s transfer, disruption 4 + 10 + 0.4 = 14.4 s. The run at b starts on
+    # arrival (4 s) with the restore (10.4 s), then computes 2 h: it ends at 14.4 s + 2 h.
+    e = evaluate(inst, plan(inst, ("j1", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)])))
     assert e.valid, e.violations
-    # transfer: 1.8 kW x 4 s at a (dark) = 0.002 kWh of grid; compute at b fits 1 kW renewable.
+    # transfer: 1.8 kW x 4 s at a (dark) = 0.002 kWh of grid; the run at b (restore included)
+    # fits b's 1 kW of renewable power.
     assert e.migration_energy_kwh == pytest.approx(0.002)
     assert e.grid_energy_kwh == pytest.approx(0.002)
-    assert e.total_energy_kwh == pytest.approx(0.002 + 1.5)
+    assert e.total_energy_kwh == pytest.approx(0.002 + 0.75 * (2 * H + 10.4) / H)
     assert e.load_kwh[1].tolist() == pytest.approx(
-        [0.75 * (H - 14.4) / H, 0.75, 0.75 * 14.4 / H, 0])
+        [0.75 * (H - 4) / H, 0.75, 0.75 * 14.4 / H, 0])
     assert e.migrations == 1 and e.migrations_outside_domain == 0
     assert e.mean_jct_h == pytest.approx((2 * H + 14.4) / H)
     assert e.migration_overhead_pct == pytest.approx(100 * 14.4 / (2 * H + 14.4))
@@ -73,7 +80,7 @@ def test_migration_to_sunny_site(tmp_path):
 def test_transfer_crossing_a_slot_boundary_is_split_exactly(tmp_path):
     inst = two_sites(tmp_path, [job(work_h=1)])
     # transfer [3598, 3602): 2 s in slot 0 and 2 s in slot 1, both at the source a.
-    e = evaluate(inst, plan(inst, ("j1", [mig("a", "b", H - 2), Run("b", H + 12.4, 2 * H + 12.4)])))
+    e = evaluate(inst, plan(inst, ("j1", [mig("a", "b", H - 2), restored("b", H + 2, 2 * H + 12.4)])))
     assert e.valid, e.violations
     assert e.migration_kwh[0, :2].tolist() == pytest.approx([1.8 * 2 / H, 1.8 * 2 / H])
     assert e.migration_kwh[1].sum() == 0
@@ -100,19 +107,19 @@ def test_idle_power_counts_in_every_slot(tmp_path):
 def test_two_transfers_sharing_a_link(tmp_path):
     inst = two_sites(tmp_path, [job("j1"), job("j2", origin="a", release_h=0)], gpus_b=2)
     # Both 5 GB on the 10 Gbps link at once: each may take 8 s (5 Gbps each), not 4 s.
-    shared = plan(inst, ("j1", [mig("a", "b", 0, transfer=8), Run("b", 18.4, 18.4 + 2 * H)]),
-                  ("j2", [mig("a", "b", 0, transfer=8), Run("b", 18.4, 18.4 + 2 * H)]))
+    shared = plan(inst, ("j1", [mig("a", "b", 0, transfer=8), restored("b", 8, 18.4 + 2 * H)]),
+                  ("j2", [mig("a", "b", 0, transfer=8), restored("b", 8, 18.4 + 2 * H)]))
     e = evaluate(inst, shared)
     assert e.valid, e.violations
     assert e.migration_energy_kwh == pytest.approx(2 * 1.8 * 8 / H)
-    greedy = plan(inst, ("j1", [mig("a", "b", 0), Run("b", 14.4, 14.4 + 2 * H)]),
-                  ("j2", [mig("a", "b", 0), Run("b", 14.4, 14.4 + 2 * H)]))
+    greedy = plan(inst, ("j1", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)]),
+                  ("j2", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)]))
     e = evaluate(inst, greedy)
     assert not e.valid
     assert e.violations == ["link a->b: transfers need 20 Gbps at 2024-06-01T00:00:00+00:00 "
                             "but it has 10 Gbps"]
-    serial = plan(inst, ("j1", [mig("a", "b", 0), Run("b", 14.4, 14.4 + 2 * H)]),
-                  ("j2", [mig("a", "b", 4), Run("b", 18.4, 18.4 + 2 * H)]))
+    serial = plan(inst, ("j1", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)]),
+                  ("j2", [mig("a", "b", 4), restored("b", 8, 18.4 + 2 * H)]))
     assert evaluate(inst, serial).valid
 
 
@@ -120,20 +127,22 @@ def test_gpu_capacity(tmp_path):
     inst = two_sites(tmp_path, [job("j1", origin="b", work_h=1), job("j2", origin="b", work_h=1)])
     both = plan(inst, ("j1", [Run("b", 0, H)]), ("j2", [Run("b", 1800, 1800 + H)]))
     e = evaluate(inst, both)
-    assert e.violations == ["site 'b': 2 jobs run at once at 2024-06-01T00:30:00+00:00 but it "
-                            "has 1 GPUs"]
+    assert e.violations == ["site 'b': 2 jobs hold GPUs at once at 2024-06-01T00:30:00+00:00 "
+                            "but it has 1 GPUs"]
     back_to_back = plan(inst, ("j1", [Run("b", 0, H)]), ("j2", [Run("b", H, 2 * H)]))
     assert evaluate(inst, back_to_back).valid
 
 
 def test_deadline_miss_unfinished_and_censored_jct(tmp_path):
     inst = two_sites(tmp_path, [job("j1", deadline_h=2), job("j2", release_h=1, work_h=1)])
-    # j1 pauses 100 s: done at 7300 s > deadline 7200 s; j2 never planned.
-    p = plan(inst, ("j1", [Run("a", 0, H), Run("a", H + 100, 2 * H + 100)]))
+    # j1 pauses 100 s and restarts (restore 10.4 s): done at 7310.4 s > deadline 7200 s;
+    # j2 never planned.
+    p = plan(inst, ("j1", [Run("a", 0, H), restored("a", H + 100, 2 * H + 110.4)]))
     e = evaluate(inst, p)
     assert e.valid
     assert (e.deadline_misses, e.unfinished_jobs, e.unfinished_work_h) == (2, 1, 1.0)
-    jct = [(2 * H + 100) / H, 3.0]  # j2 censored at the horizon end (4 h) - release (1 h)
+    assert (e.runs, e.restarts, e.max_runs_per_job, e.short_runs) == (2, 1, 2, 0)
+    jct = [(2 * H + 110.4) / H, 3.0]  # j2 censored at the horizon end (4 h) - release (1 h)
     assert e.mean_jct_h == pytest.approx(np.mean(jct))
     assert e.p95_jct_h == pytest.approx(np.percentile(jct, 95))
 
@@ -143,15 +152,19 @@ def test_migration_outside_the_domain_is_counted_not_forbidden(tmp_path):
     inst = two_sites(tmp_path, [job(checkpoint_gb=500, work_h=1)], b_renewable=(1, 1, 0, 0))
     transfer = 8 * 500 / 10  # 400 s -> disruption 410.4 s > 360 s
     p = plan(inst, ("j1", [mig("a", "b", H, gb=500, transfer=transfer),
-                           Run("b", H + transfer + 10.4, 2 * H + transfer + 10.4)]))
+                           restored("b", H + transfer, 2 * H + transfer + 10.4)]))
     e = evaluate(inst, p)
     assert e.valid and e.migrations_outside_domain == 1
     # Moving at t = 0 (2 h left, budget 720 s) is inside.
     p = plan(inst, ("j1", [mig("a", "b", 0, gb=500, transfer=transfer),
-                           Run("b", transfer + 10.4, H + transfer + 10.4)]))
+                           restored("b", transfer, H + transfer + 10.4)]))
     assert evaluate(inst, p).migrations_outside_domain == 0
+    # ... but not when the job resumes at b only after the window has ended (2 h).
+    p = plan(inst, ("j1", [mig("a", "b", 0, gb=500, transfer=transfer),
+                           restored("b", 2 * H, 3 * H + 10.4)]))
+    assert evaluate(inst, p).migrations_outside_domain == 1
     # Moving to b when it has no window left is outside.
-    p = plan(inst, ("j1", [mig("a", "b", 2 * H), Run("b", 2 * H + 14.4, 3 * H + 14.4)]))
+    p = plan(inst, ("j1", [mig("a", "b", 2 * H), restored("b", 2 * H + 4, 3 * H + 14.4)]))
     assert evaluate(inst, p).migrations_outside_domain == 1
 
 
@@ -168,7 +181,11 @@ def test_migration_outside_the_domain_is_counted_not_forbidden(tmp_path):
     ([mig("b", "a", 0)], "migrates from 'b' but the job is at 'a'"),
     ([mig("a", "a", 0)], "no link a->a"),
     ([mig("a", "b", 0, gb=6, transfer=4.8)], "moves 6 GB but the job's checkpoint is 5 GB"),
-    ([mig("a", "b", 4 * H - 5)], "migration ends past the horizon"),
+    ([mig("a", "b", 4 * H - 2)], "transfer ends past the horizon"),
+    ([mig("a", "b", 0), Run("b", 4, 14.4 + H)], "resumes after a migration without loading"),
+    ([mig("a", "b", 0), restored("b", 2, 14.4 + H)], "before the previous step ends"),
+    ([Run("a", 0, H), Run("a", H + 60, 2 * H)], "resumes after a pause without loading"),
+    ([Run("a", 0, H, restore_s=2 * H)], "is longer than the run"),
 ])
 def test_violations(tmp_path, steps, expected):
     inst = two_sites(tmp_path, [job()])
@@ -294,3 +311,65 @@ def test_a_plan_for_another_start_is_flagged(tmp_path):
     p = Plan(inst.name, "2024-06-02T00:00:00+00:00", inst.slot_minutes, "hand", ())
     assert evaluate(inst, p).violations == [
         "plan starts at 2024-06-02T00:00:00+00:00, instance at 2024-06-01T00:00:00+00:00"]
+
+
+def test_a_restart_is_charged_like_the_resume_half_of_a_migration(tmp_path):
+    """A pause and a resume at the same site: the second run holds the GPU and draws power for
+    its 10.4 s restore without progress; continuing a run without a pause costs nothing."""
+    inst = two_sites(tmp_path, [job(origin="b", work_h=1)], b_renewable=(0, 0, 0, 0))
+    e = evaluate(inst, plan(inst, ("j1", [Run("b", 0, 1800), restored("b", H, H + 1810.4)])))
+    assert e.valid, e.violations
+    assert e.total_energy_kwh == pytest.approx(0.75 * (H + 10.4) / H)
+    assert e.completion_s[0] == pytest.approx(H + 1810.4)
+    assert (e.runs, e.restarts) == (2, 1)
+    pieces = plan(inst, ("j1", [Run("b", 0, 1800), Run("b", 1800, H)]))
+    e = evaluate(inst, pieces)
+    assert e.valid and (e.runs, e.restarts) == (1, 0)
+    assert e.total_energy_kwh == pytest.approx(0.75)
+
+
+def test_caps_on_restarts_and_short_runs(tmp_path):
+    inst = two_sites(tmp_path, [job(origin="b", work_h=2)],
+                     toml_extra="[execution]\nmax_restarts = 1\nmin_run_minutes = 45\n")
+    three = plan(inst, ("j1", [Run("b", 0, 2700), restored("b", H, H + 2710.4),
+                               restored("b", 2 * H, 2 * H + 1810.4)]))
+    e = evaluate(inst, three)
+    assert e.violations == [
+        "job 'j1': 2 restarts (runs after a pause at the same site), more than max_restarts = 1"]
+    assert (e.runs, e.restarts, e.max_runs_per_job, e.short_runs) == (3, 2, 3, 0)
+    short = plan(inst, ("j1", [Run("b", 0, 1800), restored("b", H, 2.5 * H + 10.4)]))
+    e = evaluate(inst, short)
+    assert e.violations == ["job 'j1': 1 run(s) before its last shorter than min_run_minutes = "
+                            "45 (shortest 30 min)"]
+    assert e.short_runs == 1
+    last_short = plan(inst, ("j1", [Run("b", 0, 1.5 * H), restored("b", 2 * H, 2.5 * H + 10.4)]))
+    assert evaluate(inst, last_short).valid
+
+
+def test_site_wan_is_shared_by_transfers_in_and_out(tmp_path):
+    """a sends to b and c at 10 Gbps each at once: 20 Gbps through a, over its 15 Gbps WAN."""
+    d = write_instance(tmp_path, sites={"a": 2, "b": 1, "c": 1},
+                       renewable={"a": [0] * 4, "b": [1] * 4, "c": [1] * 4},
+                       jobs=[job("j1"), job("j2")], slot_minutes=60,
+                       links=[("a", "b", 10), ("a", "c", 10)])
+    (d / "sites.csv").write_text("site,gpus,wan_gbps\na,2,15\nb,1,\nc,1,\n")
+    inst = load_instance(d)
+    both = plan(inst, ("j1", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)]),
+                ("j2", [mig("a", "c", 0), restored("c", 4, 14.4 + 2 * H)]))
+    assert evaluate(inst, both).violations == [
+        "site 'a': transfers in and out need 20 Gbps at 2024-06-01T00:00:00+00:00 but its WAN "
+        "has 15 Gbps"]
+    one_after_the_other = plan(
+        inst, ("j1", [mig("a", "b", 0), restored("b", 4, 14.4 + 2 * H)]),
+        ("j2", [mig("a", "c", 4), restored("c", 8, 18.4 + 2 * H)]))
+    assert evaluate(inst, one_after_the_other).valid
+
+
+def test_loading_a_checkpoint_onto_a_full_site_is_flagged(tmp_path):
+    """b's only GPU runs j2 until 1 h; j1's checkpoint arrives at 4 s and loads at once."""
+    inst = two_sites(tmp_path, [job("j1", work_h=1), job("j2", origin="b", work_h=1)])
+    p = plan(inst, ("j1", [mig("a", "b", 0), restored("b", 4, H + 14.4)]),
+             ("j2", [Run("b", 0, H)]))
+    assert evaluate(inst, p).violations == [
+        "site 'b': 2 jobs hold GPUs at once at 2024-06-01T00:00:04+00:00 but it has 1 GPUs (a "
+        "checkpoint is loading onto a full site)"]

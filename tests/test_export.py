@@ -94,7 +94,7 @@ def test_export_json_round_trips_and_refuses_other_versions(tmp_path):
     assert result.exit_code == 0, result.output
     assert Plan.load(tmp_path / "p.json") == Plan.load(GOLDEN)
     data = json.loads(GOLDEN.read_text())
-    for version, word in [(0, "predates"), (3, "newer")]:
+    for version, word in [(0, "predates"), (4, "newer")]:
         (tmp_path / f"v{version}.json").write_text(json.dumps(data | {"version": version}))
         result = cli("export", "json", tmp_path / f"v{version}.json", "--out", tmp_path / "x.json")
         assert result.exit_code == 2 and word in result.error

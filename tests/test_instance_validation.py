@@ -104,6 +104,20 @@ def load_error(directory: Path) -> InputError:
 
 # ---- 1. the shipped instance ----------------------------------------------------------------
 
+def test_execution_rules_and_site_wan(tiny_copy):
+    """Defaults of [execution]; "none" lifts the restart cap; an empty wan_gbps is no limit."""
+    inst = load_instance(tiny_copy)
+    assert (inst.execution.max_restarts, inst.execution.min_run_minutes) == (2, 30.0)
+    assert np.isinf(inst.wan_gbps).all()
+    toml = tiny_copy / "instance.toml"
+    toml.write_text(toml.read_text() + '\n[execution]\nmax_restarts = "none"\n'
+                    'min_run_minutes = 0\n')
+    (tiny_copy / "sites.csv").write_text("site,gpus,wan_gbps\nsolar,4,12.5\nwind,2,\ncity,4,1\n")
+    inst = load_instance(tiny_copy)
+    assert (inst.execution.max_restarts, inst.execution.min_run_s) == (None, 0.0)
+    assert inst.wan_gbps[0] == 12.5 and np.isinf(inst.wan_gbps[1]) and inst.wan_gbps[2] == 1
+
+
 def test_tiny_loads_with_hand_checked_facts():
     inst = load_instance(TINY)
     assert inst.name == "tiny-3site"
@@ -229,6 +243,24 @@ CASES = [
      "whole number of slots"),
     ("toml-slots-too-many", TOML, sub("slots = 96", "slots = 100001"), TOML, None, "slots",
      "whole number of slots"),
+    ("toml-max-restarts-negative", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                              "max_restarts = -1\n"), TOML, None,
+     "execution.max_restarts", "whole number from 0 to 1000000"),
+    ("toml-max-restarts-float", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                           "max_restarts = 1.5\n"), TOML, None,
+     "execution.max_restarts", "whole number"),
+    ("toml-max-restarts-word", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                          "max_restarts = \"many\"\n"), TOML, None,
+     "execution.max_restarts", "or \"none\" for no cap"),
+    ("toml-min-run-negative", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                         "min_run_minutes = -5\n"), TOML, None,
+     "execution.min_run_minutes", "must be >= 0"),
+    ("toml-min-run-past-horizon", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                             "min_run_minutes = 1500\n"), TOML, None,
+     "execution.min_run_minutes", "must be <= 1440"),
+    ("toml-unknown-execution", TOML, sub("slots = 96\n", "slots = 96\n[execution]\n"
+                                          "max_pauses = 1\n"), TOML, None,
+     "execution.max_pauses", "unknown key"),
     # -- sites.csv
     ("sites-no-site-col", SITES, header("site", "name"), SITES, 1, "site", "column is missing"),
     ("sites-no-gpus-col", SITES, header("gpus", "gpu"), SITES, 1, "gpus", "column is missing"),
@@ -256,6 +288,12 @@ CASES = [
      "value is missing"),
     ("sites-idle-negative", SITES, sub("city,4,0", "city,4,-0.5"), SITES, 4, "idle_kw",
      "'-0.5' must be >= 0"),
+    ("sites-wan-zero", SITES,
+     lambda t: t.replace("idle_kw\n", "idle_kw,wan_gbps\n").replace(",0\n", ",0,0\n"),
+     SITES, 2, "wan_gbps", "'0' must be > 0"),
+    ("sites-wan-word", SITES,
+     lambda t: t.replace("idle_kw\n", "idle_kw,wan_gbps\n").replace(",0\n", ",0,fast\n"),
+     SITES, 2, "wan_gbps", "'fast' is not a finite number"),
     ("sites-compute-kw-zero", SITES,
      lambda t: t.replace("idle_kw\n", "idle_kw,compute_kw\n").replace(",0\n", ",0,1\n")
      .replace("wind,2,0,1", "wind,2,0,0"), SITES, 3, "compute_kw", "'0' must be > 0"),

@@ -55,7 +55,7 @@ def test_schema_violations_are_input_errors(mutate, field):
 
 
 def test_newer_schema_version_is_refused_clearly():
-    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": 3}
+    d = Plan("x", "t", 15, "p", ()).to_dict() | {"version": 4}
     with pytest.raises(InputError, match="newer than this milp reads"):
         Plan.from_dict(d)
 
@@ -67,7 +67,7 @@ def test_bad_json_names_the_line(tmp_path):
     assert e.value.line == 3 and "invalid JSON" in str(e.value)
 
 
-@pytest.mark.parametrize("version, n_fields", [(1, 8 + 4 + 7), (2, 8 + 5 + 7)])
+@pytest.mark.parametrize("version, n_fields", [(1, 8 + 4 + 7), (2, 8 + 5 + 7), (3, 8 + 6 + 7)])
 def test_schema_documents_every_field(version, n_fields):
     s = schema(version)
     fields = [*s["properties"].items(), *s["$defs"]["run"]["properties"].items(),
@@ -81,12 +81,24 @@ def test_version_1_plans_are_read_and_cannot_hold_lost_runs():
           "policy": "p", "jobs": [{"job": "a", "steps": [
               {"kind": "run", "site": "s", "start_s": 0, "end_s": 10}]}]}
     plan = Plan.from_dict(v1)
-    assert plan.to_dict()["version"] == 2 and plan.jobs[0].steps[0] == Run("s", 0, 10)
+    assert plan.to_dict()["version"] == 3 and plan.jobs[0].steps[0] == Run("s", 0, 10)
     v1["jobs"][0]["steps"][0]["lost"] = True
     with pytest.raises(InputError, match="lost"):
         Plan.from_dict(v1)
     lost = Plan("x", "t", 15, "p", (JobPlan("a", (Run("s", 0, 10, lost=True),)),))
     assert Plan.from_dict(json.loads(lost.to_json())) == lost
+
+
+def test_version_2_plans_hold_no_restores_and_version_3_round_trips_them():
+    v2 = Plan("x", "t", 15, "p", (JobPlan("a", (Run("s", 0, 10), Run("s", 20, 40))),)).to_dict()
+    v2["version"] = 2
+    v2["jobs"][0]["steps"][1]["restore_s"] = 10.4
+    with pytest.raises(InputError, match="restore_s"):
+        Plan.from_dict(v2)
+    v3 = Plan("x", "t", 15, "p", (JobPlan("a", (Run("s", 0, 10), Run("s", 20, 40, restore_s=10.4))),))
+    assert v3.to_dict()["jobs"][0]["steps"][0] == {"kind": "run", "site": "s", "start_s": 0,
+                                                  "end_s": 10}
+    assert Plan.from_dict(json.loads(v3.to_json())) == v3
 
 
 def test_schedule_rows_and_states():

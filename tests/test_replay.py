@@ -28,26 +28,31 @@ def hand_plan(inst, *jobs: tuple[str, tuple]) -> Plan:
 
 # ---- a bandwidth drop pushes a planned move out of the domain ------------------------------
 
-def one_slot_window(tmp_path: Path):
-    """Job j (40 GB) at dark site a; site b sunny for one slot: α·W = 0.1 × 900 s = 90 s.
-    At 10 Gbps the move takes 32 + 10.4 = 42.4 s (inside); at 2.5 Gbps 128 + 10.4 (outside)."""
+def two_slot_window(tmp_path: Path):
+    """Job j (80 GB) at dark site a; site b sunny for two slots: α·W = 0.1 × 1800 s = 180 s.
+    At 10 Gbps the move takes 64 + 10.4 = 74.4 s (inside); at 2.5 Gbps 256 + 10.4 (outside)."""
     return load_instance(write_instance(
         tmp_path / "bw", sites={"a": 1, "b": 1},
-        renewable={"a": [0] * 8, "b": [5, 0, 0, 0, 0, 0, 0, 0]},
+        renewable={"a": [0] * 8, "b": [5, 5, 0, 0, 0, 0, 0, 0]},
         links=[("a", "b", 10), ("b", "a", 10)],
-        jobs=[{"job": "j", "origin": "a", "release_h": 0, "work_h": 0.5, "checkpoint_gb": 40}]))
+        jobs=[{"job": "j", "origin": "a", "release_h": 0, "work_h": 0.5, "checkpoint_gb": 80}]))
+
+
+def moved_plan(inst):
+    """Move at 0, resume at b at the next slot start loading the checkpoint, run 30 min."""
+    return hand_plan(inst, ("j", (Migration("a", "b", 0.0, 80.0, 64.0, 74.4),
+                                  Run("b", 900.0, 910.4 + 0.5 * H, restore_s=10.4))))
 
 
 def test_slower_link_makes_the_planned_move_leave_the_domain(tmp_path):
-    inst = one_slot_window(tmp_path)
-    plan = hand_plan(inst, ("j", (Migration("a", "b", 0.0, 40.0, 32.0, 42.4),
-                                  Run("b", 900.0, 900.0 + 0.5 * H))))
+    inst = two_slot_window(tmp_path)
+    plan = moved_plan(inst)
     assert evaluate(inst, plan).migrations_outside_domain == 0
     r = replay(inst, plan, Faults(bandwidth_factor=0.25))
     move = r.executed.jobs[0].steps[0]
-    assert move.transfer_s == pytest.approx(128.0) and move.disruption_s == pytest.approx(138.4)
+    assert move.transfer_s == pytest.approx(256.0) and move.disruption_s == pytest.approx(266.4)
     assert r.actual.valid and r.actual.migrations_outside_domain == 1
-    assert r.actual.unfinished_jobs == 0        # arrival at 138.4 s, still before 900 s
+    assert r.actual.unfinished_jobs == 0        # arrival at 256 s, still before 900 s
     assert r.planned.migrations_outside_domain == 0
 
 
@@ -60,15 +65,18 @@ def test_queued_transfers_delay_the_next_job(tmp_path):
         jobs=[{"job": j, "origin": "a", "release_h": 0, "work_h": 0.2, "checkpoint_gb": 40}
               for j in ("j1", "j2")])
     inst = load_instance(d)
-    plan = hand_plan(inst, *[(j, (Migration("a", "b", 32.0 * k, 40.0, 32.0, 42.4 + 0 * k),
-                                  Run("b", 32.0 * k + 42.4, 32.0 * k + 42.4 + 0.2 * H)))
+    # each job's run starts when its checkpoint arrives and loads it (10.4 s) first
+    plan = hand_plan(inst, *[(j, (Migration("a", "b", 32.0 * k, 40.0, 32.0, 42.4),
+                                  Run("b", 32.0 * k + 32.0, 32.0 * k + 42.4 + 0.2 * H,
+                                      restore_s=10.4)))
                              for k, j in enumerate(("j1", "j2"))])
     assert evaluate(inst, plan).valid
     r = replay(inst, plan, Faults(bandwidth_factor=0.5))
     m1, m2 = r.executed.jobs[0].steps[0], r.executed.jobs[1].steps[0]
     assert (m1.start_s, m2.start_s) == (pytest.approx(0.0), pytest.approx(64.0))
     run2 = r.executed.jobs[1].steps[1]
-    assert run2.start_s == pytest.approx(64.0 + 64.0 + 10.4)   # arrival, not the plan's 74.4
+    assert run2.start_s == pytest.approx(64.0 + 64.0)          # arrival, not the plan's 64
+    assert run2.restore_s == pytest.approx(10.4)
     assert run2.end_s == pytest.approx(32.0 + 42.4 + 0.2 * H)  # the GPU is freed as planned
     assert r.actual.valid and r.actual.unfinished_jobs == 2   # both arrive late
     left = job_table(inst, r).set_index("job")["work_left_h"]
@@ -160,7 +168,7 @@ def _merge(steps):
         if out and isinstance(s, Run) and isinstance(out[-1], Run) and \
                 out[-1].site == s.site and out[-1].lost == s.lost and \
                 abs(out[-1].end_s - s.start_s) < 1e-9:
-            out[-1] = Run(s.site, out[-1].start_s, s.end_s, s.lost)
+            out[-1] = Run(s.site, out[-1].start_s, s.end_s, s.lost, out[-1].restore_s)
         else:
             out.append(s)
     return out
@@ -380,9 +388,8 @@ def test_following_a_plan_in_pieces_is_following_it_at_once(tiny_moving, cuts, f
 
 
 def test_a_move_into_a_site_that_goes_dark_before_arrival_fails(tmp_path):
-    inst = one_slot_window(tmp_path)
-    plan = hand_plan(inst, ("j", (Migration("a", "b", 0.0, 40.0, 32.0, 42.4),
-                                  Run("b", 900.0, 900.0 + 0.5 * H))))
+    inst = two_slot_window(tmp_path)
+    plan = moved_plan(inst)
     r = replay(inst, plan, Faults(outages=((1, 20.0),)))     # b dark 20 s into the transfer
     assert r.executed.jobs[0].steps == ()
     assert r.actual.valid and r.actual.unfinished_jobs == 1

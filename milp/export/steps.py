@@ -1,8 +1,8 @@
 """A plan as a flat list of steps: what every exporter (CSV, Slurm, Kubernetes) writes out.
 
-Each job's chain becomes numbered steps: ``run`` (compute at a site from ``begin`` to ``end``)
-and ``transfer`` (send the checkpoint ``src``→``dst``; ``seconds`` is the transfer time, the
-move's load + downtime follow it before the next run may start). Every step after a job's first
+Each job's chain becomes numbered steps: ``run`` (hold a GPU at a site from ``begin`` to ``end``:
+load the checkpoint for its first ``restore_s`` seconds, then compute) and ``transfer`` (send the
+checkpoint ``src``→``dst``; ``seconds`` is the transfer time; the next run loads it). Every step after a job's first
 depends on the step before it. Times are absolute (timezone-aware); ``--shift-to`` moves a plan
 made for another day to the day it will run.
 """
@@ -20,7 +20,7 @@ from milp.plan import Plan, Run
 
 #: Columns of ``steps.csv`` (``milp export csv``).
 STEP_COLUMNS = ["job", "step", "kind", "name", "after", "site", "dst", "begin", "end",
-                "start_s", "end_s", "seconds", "checkpoint_gb", "checkpoint_bytes",
+                "start_s", "end_s", "seconds", "restore_s", "checkpoint_gb", "checkpoint_bytes",
                 "disruption_s"]
 
 
@@ -46,6 +46,7 @@ class Step:
     disruption_s: float       #: transfer + load + downtime (s); 0 for a run
     name: str
     after: str
+    restore_s: float = 0.0    #: a run's first seconds loading the checkpoint; 0 for a transfer
 
     @property
     def seconds(self) -> float:
@@ -95,7 +96,8 @@ def plan_steps(plan: Plan, shift_to: str | None = None) -> list[Step]:
                 job=jp.job, index=k, kind=kind, site=s.site if run else s.src,
                 dst="" if run else s.dst, begin=start + timedelta(seconds=s.start_s),
                 start_s=s.start_s, end_s=end_s, checkpoint_gb=0.0 if run else s.checkpoint_gb,
-                disruption_s=0.0 if run else s.disruption_s, name=name, after=after))
+                disruption_s=0.0 if run else s.disruption_s, name=name, after=after,
+                restore_s=s.restore_s if run else 0.0))
             after = name
     return steps
 
@@ -105,7 +107,8 @@ def steps_frame(steps: list[Step]) -> pd.DataFrame:
     rows = [{"job": s.job, "step": s.index, "kind": s.kind, "name": s.name, "after": s.after,
              "site": s.site, "dst": s.dst, "begin": iso(s.begin),
              "end": iso(s.end), "start_s": s.start_s, "end_s": s.end_s,
-             "seconds": round(s.seconds, 6), "checkpoint_gb": s.checkpoint_gb,
+             "seconds": round(s.seconds, 6), "restore_s": round(s.restore_s, 6),
+             "checkpoint_gb": s.checkpoint_gb,
              "checkpoint_bytes": s.checkpoint_bytes, "disruption_s": s.disruption_s}
             for s in steps]
     return pd.DataFrame(rows, columns=STEP_COLUMNS)
