@@ -24,9 +24,9 @@ Notation: Δ slot length (s), h = Δ/3600 (h), L = load_time_s + downtime_s (s),
     start at its rate; the rates of a site's links in use add up to at most its ``wan_gbps``.
 
 **Runs**
-    A job at a site runs for a share of some slots; a *run* is a stretch of consecutive slots
-    in which it runs at one site. A run starts at a slot start, fills every slot but its last,
-    and may end inside its last slot (a run that does not fill a slot ends there). The job
+    A *run* is a stretch of consecutive slots in which a job runs at one site. Runs start and
+    end on the slot grid: every slot a job runs in is full, except its very last slot, which
+    holds what its work still needs (so only a job's last run ends inside a slot). The job
     holds one GPU of the site for the whole of every slot it runs in.
     Every run begins with a **restore** of L seconds (checkpoint load: GPU held, ``compute_kw``
     drawn, no progress), except a job's very first run (unless it resumes from a checkpoint,

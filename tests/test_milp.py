@@ -178,13 +178,14 @@ def steps_of(plan, job):
 
 
 def test_a_restart_pays_its_restore(tmp_path):
-    """Free of caps, the optimum runs the two sunny half-hours and a restart between them that
-    loads the checkpoint (10.4 s): 10.4 s of the hour's work must fall in a dark slot, 0.75 kW
-    × 10.4 s of grid. The completion tie-breaker does them early: at the end of the first run."""
+    """Free of caps, the optimum runs the two sunny half-hours: 30 min, a pause, then a restart
+    that loads the checkpoint (10.4 s) and computes 30 min; a run ends on the slot grid unless
+    it is the job's last, so the restart's last 10.4 s fall in dark slot 6: 0.75 kW × 10.4 s of
+    grid."""
     inst = split_sun(tmp_path, "[execution]\nmax_restarts = 2\nmin_run_minutes = 0\n")
     plan, facts, e = solve(inst)
     assert e.grid_energy_kwh == pytest.approx(0.75 * 10.4 / H)
-    assert steps_of(plan, "j") == [("home", 0, 1810.4, 0), ("home", 3600, 5400, 10.4)]
+    assert steps_of(plan, "j") == [("home", 0, 1800, 0), ("home", 3600, 5410.4, 10.4)]
     assert (e.runs, e.restarts) == (2, 1) and facts.status == "optimal"
 
 

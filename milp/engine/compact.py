@@ -14,6 +14,7 @@ Variables (over OCC unless said)
     S[j,t]   ∈ [0,1]  the job ran or moved before slot t (over J×T_j)
     A[j,n,t] ∈ [0,1]  it moved to n and has not run there yet
     hh, rs   ∈ [0,1]  it ran at n earlier in this stay / the run is a restart   (R finite)
+    R[j,t]   ∈ [0,1]  the job runs in a slot after t
     later[j,t] ∈ [0,1] a run starts after slot t                                 (U > 0)
     m[k]     ∈ [0,1]  move k is made (integral when o is)
     u[a,b,t] ∈ [0,1]  link a→b is in use in slot t (only next to a site with a WAN cap)
@@ -31,7 +32,8 @@ Constraints (family: enforced over — what)
     restore: OCC — q ≥ z + S[j,t] − 1, q ≤ z, q ≤ S[j,t] (q = z·S: a run restores iff the job
              ran or moved before);  S[t] ≥ S[t−1], S[t] ≥ Σ_n y[j,n,t−1], S[t] ≥ Σ moves of j in
              t−1, S[t] ≤ S[t−1] + Σ_n y[j,n,t−1] + Σ moves of j in t−1, S[release] = from_checkpoint_j
-    contig:  OCC — x[t] + σ·q[t] ≥ y[t] + y[t+1] − 1 (a run fills every slot but its last)
+    full:    OCC — x + σ·q ≥ y − 1 + R[j,t];  R[t] ≥ R[t+1], R[t] ≥ Σ_n y[j,n,t+1]: every slot a job
+             runs in is full but its very last (runs start and end on the slot grid)
     minrun:  OCC — Σ_{t'=t..t+U−1} (x + σ·q)[j,n,t'] ≥ m·(z[j,n,t] + later[j,t] − 1);
              later[t] ≥ later[t+1], later[t] ≥ Σ_n z[j,n,t+1]
     restart: OCC — hh[t] ≥ y[t−1] + o[t] − 1, hh[t] ≥ hh[t−1] + o[t] − 1, rs ≥ z + hh − 1;
@@ -180,7 +182,7 @@ def _add_arrivals(m, index: Index, lk: _Lookups) -> None:
 
 
 def _add_runs(m, index: Index, lk: _Lookups) -> None:
-    """share, start, contig: runs are contiguous stretches of slots at one site."""
+    """share, start, full: runs are stretches of full slots at one site (but a job's last)."""
     m.share = pyo.Constraint(m.OCC, rule=lambda _, j, n, t: _occupancy(m, lk, j, n, t)
                              <= m.y[j, n, t])
     m.start = pyo.Constraint(m.OCC, rule=lambda _, j, n, t: m.z[j, n, t]
@@ -189,9 +191,15 @@ def _add_runs(m, index: Index, lk: _Lookups) -> None:
     with_prev = [key for key in index.occ if (key[0], key[1], key[2] - 1) in lk.occ]
     m.start_after_gap = pyo.Constraint(with_prev, rule=lambda _, j, n, t: m.z[j, n, t]
                                        <= 1 - m.y[j, n, t - 1])
-    with_next = [key for key in index.occ if (key[0], key[1], key[2] + 1) in lk.occ]
-    m.contig = pyo.Constraint(with_next, rule=lambda _, j, n, t: _occupancy(m, lk, j, n, t)
-                              >= m.y[j, n, t] + m.y[j, n, t + 1] - 1)
+    inst = index.inst
+    m.R = pyo.Var(m.JT, bounds=(0, 1))
+    nxt = [(j, t) for (j, t) in lk.job_slots if t + 1 < inst.deadline_slot[j]]
+    m.runs_later_stays = pyo.Constraint(nxt, rule=lambda _, j, t: m.R[j, t] >= m.R[j, t + 1])
+    m.runs_later = pyo.Constraint(
+        [(j, t) for (j, t) in nxt if lk.at.get((j, t + 1))],
+        rule=lambda _, j, t: m.R[j, t] >= sum(m.y[j, n, t + 1] for n in lk.at[j, t + 1]))
+    m.full = pyo.Constraint(m.OCC, rule=lambda _, j, n, t: _occupancy(m, lk, j, n, t)
+                            >= m.y[j, n, t] - 1 + m.R[j, t])
 
 
 def _add_restore(m, index: Index, lk: _Lookups) -> None:
@@ -421,6 +429,7 @@ def warm_start(m, index: Index, sol: Solution) -> int:
             getattr(m, name)[key].set_value(val[name].get(key, 0.0))
     for key in m.JT:
         m.S[key].set_value(val["S"].get(key, 0.0))
+        m.R[key].set_value(val["R"].get(key, 0.0))
         if hasattr(m, "later"):
             m.later[key].set_value(val["later"].get(key, 0.0))
     moved = {keys[mv] for mv in sol.moves if mv[0] in placed}
@@ -448,9 +457,11 @@ def _job_values(inst, j: int, sol: Solution, runs: list, lk: _Lookups, val) -> N
     slots_run = {(rn.site, t) for rn in runs for t in range(rn.first, rn.last + 1)}
     starts = {(rn.site, rn.first): rn for rn in runs}
     last_start = max((rn.first for rn in runs), default=-1)
+    last_slot = max((rn.last for rn in runs), default=-1)
     for t in range(r, d):
         val["S"][j, t] = 1.0 if started else 0.0
         val["later"][j, t] = 1.0 if last_start > t else 0.0
+        val["R"][j, t] = 1.0 if last_slot > t else 0.0
         for (tt, a, b) in moves:
             if tt == t:
                 site, ran_here, started, arrived = b, False, True, True
