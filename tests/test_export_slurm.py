@@ -1,6 +1,18 @@
-"""Exported plans submitted, held, to a real Slurm (tests/slurm_cluster.py): every step lands
-as planned (begin time, partition, time limit, GPU, dependency, kill-on-invalid-dep, name and
-comment with the plan id), read back with ``scontrol show job``."""
+"""Exported plans in a real Slurm (tests/slurm_cluster.py: slurmctld, slurmd and munge on
+this machine, one partition per site).
+
+- Held: every step of two plans lands as planned (begin time, partition, time limit, GPU,
+  dependency, kill-on-invalid-dep, name and comment with the plan id).
+- Run: a small plan of second-long steps runs for real. Steps start in the planned order and
+  never before their begin time; a step that fails cancels the rest of its job's chain; a run
+  step gets its warning signal and can end well; cancel.sh cancels what is left, and leaves
+  what has finished.
+
+The cluster has no accounting database (slurmdbd), so ``sacct`` cannot answer here: the tests
+read each job's state, times, exit code and reason from ``scontrol show job``, which keeps
+finished jobs for ``MinJobAge`` (an hour in this cluster), and from a log the steps' commands
+write. Every wait polls with a generous timeout; nothing asserts how long anything took.
+"""
 
 from __future__ import annotations
 
@@ -85,5 +97,141 @@ def test_exported_plan_lands_in_slurm_as_planned(slurm, tmp_path, which):
             else:
                 assert "gpu" not in job.get("TresPerNode", "")
             assert Path(job["Command"]).name == f"{slug(s.name)}.sbatch"
+    finally:
+        slurm.run(["scancel", *ids.tolist()])
+
+
+# ---- a plan run for real -------------------------------------------------------------------
+
+#: Seconds from now to the plan's start: time to export and submit before the first step.
+LEAD_S = 15
+#: --margin of the run: the warning signal comes this long before a run step's time limit.
+MARGIN_S = 50
+#: How long to wait for the plan to play out (it takes a minute or two).
+TIMEOUT_S = 900
+
+
+def _live_plan() -> Plan:
+    """Five jobs of second-long steps (times in seconds from the start):
+
+    - ``ok``: run at solar, send the checkpoint to wind, run there: everything succeeds;
+    - ``late``: its first run takes 8 s instead of 2, so its second starts after it, not at 4;
+    - ``bad``: its first run fails (exit 3): the transfer and run after it must never start;
+    - ``sig``: runs until Slurm's warning signal, which it catches to end well (exit 0);
+    - ``long``: runs for ten minutes, ignoring the signal, its next step pending: what
+      cancel.sh must cancel.
+    """
+    move = dict(checkpoint_gb=1.0, transfer_s=1.0, disruption_s=3.0)
+    return Plan(instance="live", start="2030-01-01T00:00:00+00:00", slot_minutes=15,
+                policy="by-hand", jobs=(
+                    JobPlan("ok", (Run("solar", 0.0, 2.0), Migration("solar", "wind", 4.0, **move),
+                                   Run("wind", 8.0, 10.0))),
+                    JobPlan("late", (Run("city", 0.0, 2.0), Run("city", 4.0, 6.0))),
+                    JobPlan("bad", (Run("solar", 0.0, 2.0), Migration("solar", "wind", 4.0, **move),
+                                    Run("wind", 8.0, 10.0))),
+                    JobPlan("sig", (Run("city", 0.0, 2.0),)),
+                    JobPlan("long", (Run("wind", 0.0, 600.0), Run("wind", 700.0, 702.0)))))
+
+
+def _commands(log: Path, signals: Path) -> tuple[str, str]:
+    """--command and --transfer of the live plan: each step logs '<job> <step> <kind> <unix
+    time>' when it starts, then behaves as its job is meant to (see :func:`_live_plan`)."""
+    run = (f"echo {{job}} {{step}} run $(date +%s) >> {log}; case {{job}} in "
+           "bad) exit 3 ;; late) sleep 8 ;; "
+           "long) trap '' USR1; sleep 1000 ;; "
+           f"sig) trap 'echo $(date +%s) > {signals}; exit 0' USR1; sleep 1000 & wait ;; "
+           "*) sleep 1 ;; esac")
+    transfer = f"echo {{job}} {{step}} transfer $(date +%s) >> {log}"
+    return run, transfer
+
+
+def started(log: Path) -> dict[tuple[str, int], int]:
+    """(job, step) -> the Unix time the step's command started, from the steps' log."""
+    return {(w[0], int(w[1])): int(w[3]) for w in map(str.split, log.read_text().splitlines())}
+
+
+def _wait(predicate, what: str, explain, timeout: float = TIMEOUT_S) -> None:
+    """Poll ``predicate`` every second; after ``timeout`` seconds fail, quoting ``explain()``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: "
+                                 f"{explain()}")
+        time.sleep(1)
+
+
+def test_an_exported_plan_runs_in_slurm(slurm, tmp_path):
+    if not slurm.slurmd_started:
+        pytest.skip(f"slurmd did not start here, so no job can run: {slurm.slurmd_problem}")
+    plan_path = _live_plan().save(tmp_path / "plan.json")
+    log, signals = tmp_path / "ran.log", tmp_path / "signalled"
+    log.touch()
+    run, transfer = _commands(log, signals)
+    start = (datetime.now(timezone.utc) + timedelta(seconds=LEAD_S)).replace(microsecond=0)
+    out = tmp_path / "slurm"
+    r = run_cli("export", "slurm", plan_path, "--out", out, "--shift-to", start.isoformat(),
+                "--command", run, "--transfer", transfer, "--margin", str(MARGIN_S))
+    assert r.exit_code == 0, r.output
+    sched = schedule(Plan.load(plan_path), start.isoformat())
+    ids, _, _ = submit(slurm, out)
+    by_name = {s.name: s for s in sched.steps}
+    try:
+        def state(name: str) -> str:
+            return slurm.show_job(ids[name])["JobState"]
+
+        def states() -> str:
+            return ", ".join(f"{s.name} {state(s.name)}" for s in sched.steps)
+
+        _wait(lambda: all(state(s.name) in FINAL for s in sched.steps if s.job != "long")
+              and state("long.0.run") == "RUNNING", "every job but 'long' to end", states)
+        jobs = {s.name: slurm.show_job(ids[s.name]) for s in sched.steps}
+        ran = started(log)
+
+        # ok and late: every step ran, in order, never before its begin time
+        for job in ("ok", "late"):
+            chain = [s for s in sched.steps if s.job == job]
+            for s in chain:
+                j = jobs[s.name]
+                assert (j["JobState"], j["ExitCode"]) == ("COMPLETED", "0:0"), (s.name, j)
+                assert utc(j["StartTime"]) >= utc(j["EligibleTime"]) >= s.begin_unix, s.name
+                assert ran[(s.job, s.index)] >= s.begin_unix, s.name
+                if s.after:
+                    before = jobs[s.after]
+                    assert utc(j["StartTime"]) >= utc(before["EndTime"]), s.name
+                    assert ran[(s.job, s.index)] >= ran[(s.job, s.index - 1)]
+        # late.1 waited for late.0 (8 s), not only for its own begin time (4 s after the start)
+        assert utc(jobs["late.1.run"]["StartTime"]) >= utc(jobs["late.0.run"]["EndTime"]) \
+            >= utc(jobs["late.0.run"]["StartTime"]) + 8
+        # bad: the failure cancelled the rest of the chain at once; none of it ever ran
+        assert (jobs["bad.0.run"]["JobState"], jobs["bad.0.run"]["ExitCode"]) == \
+            ("FAILED", "3:0")
+        for name in ("bad.1.transfer", "bad.2.run"):
+            assert (jobs[name]["JobState"], jobs[name]["Reason"]) == \
+                ("CANCELLED", "DependencyNeverSatisfied"), jobs[name]
+        assert [k for k in ran if k[0] == "bad"] == [("bad", 0)]
+        # sig: the warning came after the planned length was up, before the time limit, and
+        # the command caught it and ended well
+        j = jobs["sig.0.run"]
+        assert (j["JobState"], j["ExitCode"]) == ("COMPLETED", "0:0"), j
+        warned = int(signals.read_text())
+        assert utc(j["StartTime"]) + by_name["sig.0.run"].seconds <= warned <= utc(j["EndTime"])
+        # names and comments carry the plan id
+        assert {j["JobName"] for j in jobs.values()} == {
+            job_name(sched, s) for s in sched.steps}
+        assert {j["Comment"].strip() for j in jobs.values()} == {f"milp-plan={sched.plan_id}"}
+
+        # long: running, its next step pending; cancel.sh cancels both and leaves the rest
+        assert state("long.1.run") == "PENDING"
+        c = subprocess.run(["bash", str(out / "cancel.sh")], env=slurm.env,
+                           capture_output=True, text=True, timeout=120)
+        assert c.returncode == 0, c.stderr
+        assert f"{len(sched.steps)} steps of plan {sched.plan_id}" in c.stdout
+        _wait(lambda: state("long.0.run") in FINAL and state("long.1.run") in FINAL,
+              "cancel.sh to end 'long'", states, timeout=120)
+        assert state("long.0.run") == state("long.1.run") == "CANCELLED"
+        after = {s.name: slurm.show_job(ids[s.name]) for s in sched.steps if s.job != "long"}
+        assert {n: j["JobState"] for n, j in after.items()} == {
+            n: j["JobState"] for n, j in jobs.items() if not n.startswith("long.")}
+        assert ("long", 0) in started(log) and ("long", 1) not in started(log)
     finally:
         slurm.run(["scancel", *ids.tolist()])
