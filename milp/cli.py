@@ -686,11 +686,15 @@ def export_slurm_cmd(
     from milp.files import staged_dir
 
     _check_out_dir(out)
+    if (out / "submitted.csv").exists():
+        raise InputError(str(out / "submitted.csv"), "the export in this folder was submitted "
+                         "and these are its job ids: run its ./cancel.sh (if it should stop) "
+                         "and delete submitted.csv, or export to another folder")
     sched = _schedule(plan, shift_to, plan_id)
     sites = SiteMap.load(site_map)
     check_slurm_options(margin, signal)
     _warn_unused_sites(sites, sched.steps)
-    with staged_dir(out, replaces=("submitted.csv",)) as stage:   # ids of an older export
+    with staged_dir(out) as stage:
         export_slurm(sched, stage, sites, command, transfer, margin, signal)
     _echo_totals(out / "submit.sh", totals(sched.steps), sched.plan_id)
 

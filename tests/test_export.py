@@ -342,6 +342,10 @@ def test_submit_sh_runs_once_and_cancel_sh_cancels_what_it_submitted(moving_plan
     words = calls[0].split()
     assert words[:3] == ["--quiet", "--clusters=test", "--state=PENDING"]
     assert sorted(words[3:]) == ids
+    # a new export must not drop the ids cancel.sh needs
+    r = cli("export", "slurm", moving_plan, "--out", out, "--margin", "60")
+    assert r.exit_code == 2 and "submitted.csv" in r.error and "cancel.sh" in r.error
+    assert (out / "submitted.csv").read_text() == submitted
 
 
 def test_a_failing_sbatch_stops_submit_sh_and_says_what_to_cancel(moving_plan, tmp_path):
