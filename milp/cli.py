@@ -16,7 +16,8 @@ import typer
 
 from milp import feasibility as fz
 from milp.errors import InputError
-from milp.export import DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_TRANSFER
+from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_MARGIN_S,
+                         DEFAULT_SIGNAL, DEFAULT_TRANSFER, DEFAULT_TTL_S, DEFAULT_WAIT_IMAGE)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
@@ -576,13 +577,16 @@ def replan_cmd(
 # ---- export ---------------------------------------------------------------------------
 
 export_app = typer.Typer(no_args_is_help=True, help="Write a plan for other tools: json, csv, "
-                         "slurm, kubernetes.")
+                         "steps (JSON), slurm, kubernetes, argo.")
 app.add_typer(export_app, name="export")
 
 PlanArg = Annotated[Path, typer.Argument(help="plan.json to export.")]
 ShiftTo = Annotated[Optional[str], typer.Option(
     help="Run the plan from this ISO 8601 time (with offset) instead of its own start, e.g. "
          "tomorrow's date for a plan made from another day's data.")]
+PlanIdOpt = Annotated[Optional[str], typer.Option(
+    help="Id naming the plan's jobs in the scheduler (lowercase letters, digits, '-', at most "
+         "40); default: <instance>-<hash of the plan's steps and start>.")]
 SiteMapOpt = Annotated[Optional[Path], typer.Option(
     help="TOML mapping sites to partitions/clusters/hosts/node labels (README, 'Exports').")]
 CommandOpt = Annotated[str, typer.Option(
@@ -591,6 +595,35 @@ CommandOpt = Annotated[str, typer.Option(
 TransferOpt = Annotated[str, typer.Option(
     help="Command of a transfer step; placeholders as --command plus {src} {dst} "
          "(checkpoint locations host:path from the site map).")]
+MarginOpt = Annotated[float, typer.Option(
+    help="Seconds a step may run past its planned length before the scheduler ends it "
+         "(Slurm --time, Kubernetes activeDeadlineSeconds).")]
+NodeLabelOpt = Annotated[str, typer.Option(help="Node label whose value selects a site.")]
+ImageOpt = Annotated[str, typer.Option(help="Container image of every step; it must hold the "
+                                       "run and transfer commands' programs.")]
+TransferImageOpt = Annotated[Optional[str], typer.Option(
+    help="Container image of transfer steps (default: --image).")]
+NamespaceOpt = Annotated[Optional[str], typer.Option(help="Namespace of every object.")]
+ClaimOpt = Annotated[Optional[str], typer.Option(
+    help="PersistentVolumeClaim holding the checkpoints, mounted on the checkpoint folder's "
+         "parent (/checkpoints) in run and transfer pods; a site's 'claim' in the site map "
+         "overrides it.")]
+TolerationOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Taint that run and transfer pods tolerate: KEY[=VALUE][:EFFECT], e.g. "
+         "nvidia.com/gpu:NoSchedule; repeatable.")]
+NodeSelectorOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Node label KEY=VALUE that run steps' nodes must also have (GPU nodes), e.g. "
+         "nvidia.com/gpu.present=true; repeatable.")]
+TtlOpt = Annotated[int, typer.Option(
+    help="Seconds Kubernetes keeps a finished Job (Workflow) before deleting it.")]
+
+
+def _schedule(plan: Path, shift_to: str | None, plan_id: str | None):
+    """The plan's steps from its start or --shift-to, with its id (:mod:`milp.export.steps`)."""
+    from milp.export.steps import schedule
+    from milp.plan import Plan
+
+    return schedule(Plan.load(plan), shift_to, plan_id)
 
 
 @export_app.command("json")
@@ -620,29 +653,71 @@ def export_csv(plan: PlanArg,
     _echo_totals(out, totals(steps))
 
 
+@export_app.command("steps")
+def export_steps(plan: PlanArg,
+                 out: Annotated[Path, typer.Option(help="steps.json to write.")],
+                 shift_to: ShiftTo = None, plan_id: PlanIdOpt = None) -> None:
+    """steps.json: the plan id and one object per step, the fields of steps.csv
+    (milp/schemas/steps-v1.schema.json)."""
+    from milp.export.steps import steps_json, totals
+    from milp.files import write_atomic
+
+    _check_out_file(out)
+    sched = _schedule(plan, shift_to, plan_id)
+    write_atomic(out, steps_json(sched))
+    _echo_totals(out, totals(sched.steps), sched.plan_id)
+
+
 @export_app.command("slurm")
-def export_slurm_cmd(plan: PlanArg,
-                     out: Annotated[Path, typer.Option(help="Folder for submit.sh and jobs/.")],
-                     site_map: SiteMapOpt = None,
-                     command: CommandOpt = DEFAULT_COMMAND,
-                     transfer: TransferOpt = DEFAULT_TRANSFER,
-                     shift_to: ShiftTo = None) -> None:
-    """One sbatch script per step and submit.sh (sbatch --parsable, --begin, --time,
-    --dependency=afterok, partition per site). ./submit.sh --hold submits everything held."""
-    from milp.export.slurm import export_slurm
-    from milp.export.steps import plan_steps, totals
+def export_slurm_cmd(
+    plan: PlanArg,
+    out: Annotated[Path, typer.Option(help="Folder for submit.sh, cancel.sh and jobs/.")],
+    site_map: SiteMapOpt = None,
+    command: CommandOpt = DEFAULT_COMMAND,
+    transfer: TransferOpt = DEFAULT_TRANSFER,
+    shift_to: ShiftTo = None,
+    plan_id: PlanIdOpt = None,
+    margin: MarginOpt = DEFAULT_MARGIN_S,
+    signal: Annotated[str, typer.Option(
+        help="Signal a run step gets --margin seconds before its time limit, passed on to its "
+             "command so that it can checkpoint (e.g. USR1, TERM; none for no signal).")]
+    = DEFAULT_SIGNAL,
+) -> None:
+    """One sbatch script per step, submit.sh (sbatch --parsable, --begin, --time,
+    --dependency=afterok, --kill-on-invalid-dep=yes, partition per site) and cancel.sh.
+    ./submit.sh --hold submits everything held."""
+    from milp.export.slurm import check_slurm_options, export_slurm
+    from milp.export.steps import totals
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
-    from milp.plan import Plan
 
     _check_out_dir(out)
-    p = Plan.load(plan)
+    if (out / "submitted.csv").exists():
+        raise InputError(str(out / "submitted.csv"), "the export in this folder was submitted "
+                         "and these are its job ids: run its ./cancel.sh (if it should stop) "
+                         "and delete submitted.csv, or export to another folder")
+    sched = _schedule(plan, shift_to, plan_id)
     sites = SiteMap.load(site_map)
-    steps = plan_steps(p, shift_to)
-    _warn_unused_sites(sites, steps)
-    with staged_dir(out, replaces=("submitted.csv",)) as stage:   # ids of an older export
-        export_slurm(p, steps, stage, sites, command, transfer)
-    _echo_totals(out / "submit.sh", totals(steps))
+    check_slurm_options(margin, signal)
+    _warn_unused_sites(sites, sched.steps)
+    with staged_dir(out) as stage:
+        export_slurm(sched, stage, sites, command, transfer, margin, signal)
+    _echo_totals(out / "submit.sh", totals(sched.steps), sched.plan_id)
+
+
+def _pod_options(node_label: str, image: str, transfer_image: str | None, command: str,
+                 transfer: str, namespace: str | None, checkpoint_claim: str | None,
+                 toleration: list[str] | None, node_selector: list[str] | None,
+                 margin: float, ttl: int):
+    """The Kubernetes options of a command line, checked."""
+    from milp.export.kubernetes import PodOptions
+
+    opts = PodOptions(node_label=node_label, image=image, transfer_image=transfer_image,
+                      command=command, transfer=transfer, namespace=namespace,
+                      checkpoint_claim=checkpoint_claim, tolerations=tuple(toleration or ()),
+                      node_selector=tuple(node_selector or ()), margin=margin, ttl=ttl)
+    opts.check()
+    return opts
 
 
 @export_app.command("kubernetes")
@@ -650,35 +725,90 @@ def export_kubernetes_cmd(
     plan: PlanArg,
     out: Annotated[Path, typer.Option(help="Folder for jobs/*.yaml and kustomization.yaml.")],
     site_map: SiteMapOpt = None,
-    node_label: Annotated[str, typer.Option(help="Node label whose value selects a site.")]
-    = DEFAULT_LABEL,
-    image: Annotated[str, typer.Option(help="Container image of every step; it must hold the "
-                                       "run and transfer commands' programs.")] = DEFAULT_IMAGE,
-    transfer_image: Annotated[Optional[str], typer.Option(
-        help="Container image of transfer steps (default: --image).")] = None,
+    node_label: NodeLabelOpt = DEFAULT_LABEL,
+    image: ImageOpt = DEFAULT_IMAGE,
+    transfer_image: TransferImageOpt = None,
     command: CommandOpt = DEFAULT_COMMAND,
     transfer: TransferOpt = DEFAULT_TRANSFER,
-    namespace: Annotated[Optional[str], typer.Option(help="Namespace of every Job.")] = None,
+    namespace: NamespaceOpt = None,
     shift_to: ShiftTo = None,
+    plan_id: PlanIdOpt = None,
+    checkpoint_claim: ClaimOpt = None,
+    toleration: TolerationOpt = None,
+    node_selector: NodeSelectorOpt = None,
+    margin: MarginOpt = DEFAULT_MARGIN_S,
+    ttl: TtlOpt = DEFAULT_TTL_S,
 ) -> None:
     """One suspended batch/v1 Job per step (site as nodeSelector, plan in annotations) and a
-    kustomization.yaml: kubectl apply -k OUT creates them all."""
-    from milp.export.kubernetes import check_options, export_kubernetes
-    from milp.export.steps import plan_steps, totals
+    kustomization.yaml: kubectl apply -k OUT creates them all; they start when something
+    resumes them (milp export argo writes a Workflow that starts every step by itself)."""
+    from milp.export.kubernetes import export_kubernetes
+    from milp.export.steps import totals
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
-    from milp.plan import Plan
 
     _check_out_dir(out)
-    p = Plan.load(plan)
+    sched = _schedule(plan, shift_to, plan_id)
     sites = SiteMap.load(site_map)
-    check_options(node_label, namespace, image, transfer_image)
-    steps = plan_steps(p, shift_to)
-    _warn_unused_sites(sites, steps)
+    opts = _pod_options(node_label, image, transfer_image, command, transfer, namespace,
+                        checkpoint_claim, toleration, node_selector, margin, ttl)
+    _warn_unused_sites(sites, sched.steps)
     with staged_dir(out) as stage:
-        export_kubernetes(p, steps, stage, sites, node_label, image, transfer_image, command,
-                          transfer, namespace)
-    _echo_totals(out / "kustomization.yaml", totals(steps))
+        export_kubernetes(sched, stage, sites, opts)
+    _echo_totals(out / "kustomization.yaml", totals(sched.steps), sched.plan_id)
+
+
+@export_app.command("argo")
+def export_argo_cmd(
+    plan: PlanArg,
+    out: Annotated[Path, typer.Option(help="Folder for workflow.yaml.")],
+    site_map: SiteMapOpt = None,
+    node_label: NodeLabelOpt = DEFAULT_LABEL,
+    image: ImageOpt = DEFAULT_IMAGE,
+    transfer_image: TransferImageOpt = None,
+    wait_image: Annotated[str, typer.Option(
+        help="Image of the pods that wait for a step's begin time (POSIX sh, date, sleep).")]
+    = DEFAULT_WAIT_IMAGE,
+    command: CommandOpt = DEFAULT_COMMAND,
+    transfer: TransferOpt = DEFAULT_TRANSFER,
+    namespace: NamespaceOpt = None,
+    shift_to: ShiftTo = None,
+    plan_id: PlanIdOpt = None,
+    checkpoint_claim: ClaimOpt = None,
+    toleration: TolerationOpt = None,
+    node_selector: NodeSelectorOpt = None,
+    margin: MarginOpt = DEFAULT_MARGIN_S,
+    ttl: TtlOpt = DEFAULT_TTL_S,
+    kueue_queue: Annotated[Optional[str], typer.Option(
+        help="Kueue LocalQueue of run steps' pods (label kueue.x-k8s.io/queue-name; needs "
+             "Kueue's pod integration): Kueue admits each pod by quota once it is due.")] = None,
+    service_account: Annotated[Optional[str], typer.Option(
+        help="ServiceAccount the Workflow's pods run as (Argo's executor needs its rights).")]
+    = None,
+) -> None:
+    """One Argo Workflow (workflow.yaml): a DAG that starts every step at its planned time and
+    after its job's previous step; argo submit OUT/workflow.yaml runs the plan."""
+    from milp.export.argo import MAX_WORKFLOW_BYTES, check_argo_options, export_argo
+    from milp.export.steps import totals
+    from milp.export.targets import SiteMap
+    from milp.files import staged_dir
+
+    _check_out_dir(out)
+    sched = _schedule(plan, shift_to, plan_id)
+    sites = SiteMap.load(site_map)
+    opts = _pod_options(node_label, image, transfer_image, command, transfer, namespace,
+                        checkpoint_claim, toleration, node_selector, margin, ttl)
+    check_argo_options(wait_image, kueue_queue, service_account)
+    _warn_unused_sites(sites, sched.steps)
+    with staged_dir(out) as stage:
+        size = export_argo(sched, stage, sites, opts, wait_image, kueue_queue, service_account)
+    _echo_totals(out / "workflow.yaml", totals(sched.steps), sched.plan_id)
+    if size > 0.75 * MAX_WORKFLOW_BYTES:     # the status Argo adds while it runs needs room
+        typer.echo(f"warning: the Workflow is {size / 1024:.0f} KiB as JSON; Argo fails "
+                   f"Workflows over {MAX_WORKFLOW_BYTES // 1024} KiB by default, status "
+                   f"included (its MAX_WORKFLOW_SIZE), so this plan may not run as one "
+                   f"Workflow: raise MAX_WORKFLOW_SIZE, or use milp export slurm or kubernetes",
+                   err=True)
 
 
 def _warn_unused_sites(sites, steps) -> None:
@@ -696,9 +826,10 @@ def _check_out_file(out: Path) -> None:
     _check_parents(out)
 
 
-def _echo_totals(path: Path, t: dict) -> None:
+def _echo_totals(path: Path, t: dict, plan_id: str | None = None) -> None:
     typer.echo(f"wrote {path}: {t['run_steps']} run steps ({t['compute_s']:.6g} compute s), "
-               f"{t['transfer_steps']} transfer steps ({t['transfer_s']:.6g} s)")
+               f"{t['transfer_steps']} transfer steps ({t['transfer_s']:.6g} s)"
+               + (f"; plan id {plan_id}" if plan_id else ""))
 
 
 def main() -> None:

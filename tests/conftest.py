@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "instances" / "tiny-3site"
+#: The shipped MILP plan of paper-5site, and every plan shipped under solutions/.
+GOLDEN_PLAN = ROOT / "solutions" / "paper-5site" / "plan.json"
+SHIPPED_PLANS = sorted((ROOT / "solutions").rglob("*plan.json"))
 START = "2024-06-01T00:00:00+00:00"
 
 
@@ -51,6 +54,18 @@ def write_instance(directory: Path, *, sites: dict[str, int], renewable: dict[st
         lines.append(",".join(row))
     (directory / "jobs.csv").write_text("\n".join(lines) + "\n")
     return directory
+
+
+@pytest.fixture(scope="session")
+def moving_plan(tmp_path_factory) -> Path:
+    """A plan with migrations: energy-only on tiny-3site (it moves jobs to the sun)."""
+    from milp.instance import load_instance
+    from milp.plan import Run
+    from milp.policies import POLICIES
+
+    plan = POLICIES["energy-only"](load_instance(TINY), None)
+    assert any(not isinstance(s, Run) for jp in plan.jobs for s in jp.steps)
+    return plan.save(tmp_path_factory.mktemp("plan") / "plan.json")
 
 
 @pytest.fixture

@@ -363,6 +363,12 @@ def _write_config(workdir: Path, partitions: list[str], gpus: int, munge_socket:
         "AccountingStorageType=accounting_storage/none",
         "JobCompType=jobcomp/none",
         "SchedulerType=sched/backfill",
+        # Start a job within seconds of its begin time or dependency clearing (the defaults
+        # look every 30-60 s), so that plans of a few seconds run in a test.
+        "SchedulerParameters=sched_interval=2,bf_interval=2",
+        # Keep finished jobs in `scontrol show job` for an hour (default 300 s): there is no
+        # accounting database (slurmdbd) behind sacct here, so that is where tests read them.
+        "MinJobAge=3600",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core",
         "MpiDefault=none",

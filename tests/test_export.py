@@ -1,5 +1,6 @@
-"""Exports: neutral JSON/CSV, Slurm scripts (with a stand-in sbatch here; a real Slurm in
-test_export_slurm.py) and Kubernetes Jobs checked against the official client's API models."""
+"""Exports: neutral JSON/CSV/steps.json, and Slurm scripts run with stand-in sbatch, scancel
+and a BSD-like date here (a real Slurm runs them in test_export_slurm.py). Kubernetes and Argo
+manifests: test_export_kubernetes.py."""
 
 from __future__ import annotations
 
@@ -7,29 +8,26 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import jsonschema
 import pandas as pd
 import pytest
 import yaml
+from milp.export.slurm import minutes
 from milp.instance import load_instance
 from milp.plan import JobPlan, Plan, Run
 from milp.policies import POLICIES
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import GOLDEN_PLAN as GOLDEN
+from tests.conftest import ROOT, run_cli
 
-GOLDEN = ROOT / "solutions" / "paper-5site" / "plan.json"
 cli = run_cli
-
-
-@pytest.fixture(scope="module")
-def moving_plan(tmp_path_factory) -> Path:
-    """A plan with migrations: energy-only on tiny-3site (it moves jobs to the sun)."""
-    plan = POLICIES["energy-only"](load_instance(TINY), None)
-    assert any(not isinstance(s, Run) for jp in plan.jobs for s in jp.steps)
-    return plan.save(tmp_path_factory.mktemp("plan") / "plan.json")
+STEPS_SCHEMA = ROOT / "milp" / "schemas" / "steps-v1.schema.json"
 
 
 def plan_totals(path: Path) -> tuple[int, int, float]:
@@ -53,6 +51,12 @@ def manifests(out: Path) -> list[dict]:
     return [yaml.safe_load(f.read_text()) for f in sorted((out / "jobs").glob("*.yaml"))]
 
 
+def sbatch_options(script: Path) -> dict[str, str]:
+    """The ``#SBATCH --key=value`` lines of a script."""
+    return dict(line[len("#SBATCH --"):].split("=", 1)
+                for line in script.read_text().splitlines() if line.startswith("#SBATCH --"))
+
+
 # ---- no step is lost -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", ["golden", "moving"])
@@ -68,7 +72,8 @@ def test_every_export_keeps_every_step_and_second(which, moving_plan, tmp_path):
     assert sum(float(h["seconds"]) for h in heads if h["kind"] == "run") == pytest.approx(
         compute_s, rel=1e-12)
     submit = (tmp_path / "slurm" / "submit.sh").read_text()
-    assert len(re.findall(r"^s\d+=\$\(submit ", submit, re.M)) == runs + moves
+    assert len(re.findall(r"^submit .* jobs/\S+\.sbatch; s\d+=\$id$", submit, re.M)) == \
+        runs + moves
 
     assert cli("export", "kubernetes", path, "--out", tmp_path / "k8s").exit_code == 0
     docs = manifests(tmp_path / "k8s")
@@ -81,10 +86,32 @@ def test_every_export_keeps_every_step_and_second(which, moving_plan, tmp_path):
     assert sorted(kust["resources"]) == sorted(f"jobs/{d['metadata']['name']}.yaml"
                                                for d in docs)
 
+    assert cli("export", "argo", path, "--out", tmp_path / "argo").exit_code == 0
+    wf = yaml.safe_load((tmp_path / "argo" / "workflow.yaml").read_text())
+    steps = [t for t in wf["spec"]["templates"] if "container" in t
+             and t["metadata"]["labels"]["milp.io/kind"] != "wait"]
+    ann = [t["metadata"]["annotations"] for t in steps]
+    assert sum(a["milp.io/kind"] == "run" for a in ann) == runs
+    assert sum(a["milp.io/kind"] == "transfer" for a in ann) == moves
+    assert sum(float(a["milp.io/planned-seconds"]) for a in ann
+               if a["milp.io/kind"] == "run") == pytest.approx(compute_s, rel=1e-12)
+
     assert cli("export", "csv", path, "--out", tmp_path / "steps.csv").exit_code == 0
     table = pd.read_csv(tmp_path / "steps.csv")
     assert (table["kind"] == "run").sum() == runs and (table["kind"] == "transfer").sum() == moves
     assert table.loc[table["kind"] == "run", "seconds"].sum() == pytest.approx(compute_s)
+
+    assert cli("export", "steps", path, "--out", tmp_path / "steps.json").exit_code == 0
+    objs = json.loads((tmp_path / "steps.json").read_text())["steps"]
+    assert sum(o["kind"] == "run" for o in objs) == runs
+    assert sum(o["kind"] == "transfer" for o in objs) == moves
+    assert sum(o["end_s"] - o["start_s"] for o in objs if o["kind"] == "run") == pytest.approx(
+        compute_s, rel=1e-12)
+    for kind in ("slurm", "k8s", "argo"):     # every folder export has the same two files
+        assert (tmp_path / kind / "steps.csv").read_text() == \
+            (tmp_path / "steps.csv").read_text()
+        assert (tmp_path / kind / "steps.json").read_text() == \
+            (tmp_path / "steps.json").read_text()
 
 
 # ---- json / csv ----------------------------------------------------------------------------
@@ -126,14 +153,104 @@ def test_shift_to_without_offset_is_refused(moving_plan, tmp_path):
     assert result.exit_code == 2 and "--shift-to" in result.error
 
 
+def test_steps_json_follows_its_schema_and_matches_steps_csv(moving_plan, tmp_path):
+    assert cli("export", "steps", moving_plan, "--out", tmp_path / "steps.json",
+               "--shift-to", "2030-01-02T00:00:00+01:00").exit_code == 0
+    assert cli("export", "csv", moving_plan, "--out", tmp_path / "steps.csv",
+               "--shift-to", "2030-01-02T00:00:00+01:00").exit_code == 0
+    doc = json.loads((tmp_path / "steps.json").read_text())
+    schema = json.loads(STEPS_SCHEMA.read_text())
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    jsonschema.validate(doc, schema)
+    plan = Plan.load(moving_plan)
+    assert (doc["instance"], doc["policy"]) == (plan.instance, plan.policy)
+    assert datetime.fromisoformat(doc["start"]) == datetime(
+        2030, 1, 2, tzinfo=timezone(timedelta(hours=1)))
+    table = pd.read_csv(tmp_path / "steps.csv", keep_default_na=False)
+    assert list(table.columns) == list(doc["steps"][0])
+    for obj, (_, row) in zip(doc["steps"], table.iterrows(), strict=True):
+        for key, value in obj.items():
+            if key in ("after", "dst"):
+                assert (value or "") == row[key] and value != ""
+            elif isinstance(value, float):
+                assert value == pytest.approx(row[key], rel=1e-12)
+            else:
+                assert value == row[key], key
+        assert datetime.fromisoformat(obj["end"]) - datetime.fromisoformat(obj["begin"]) == \
+            pytest.approx(timedelta(seconds=obj["seconds"]), abs=timedelta(milliseconds=1))
+    # the schema is no rubber stamp
+    for bad in ({**doc, "plan_id": "Not An Id"}, {**doc, "steps": [{**doc["steps"][0],
+                                                                    "kind": "sleep"}]},
+                {**doc, "extra": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_plan_id_is_stable_distinct_and_overridable(moving_plan, tmp_path):
+    def plan_id(*args) -> str:
+        out = tmp_path / f"s{len(list(tmp_path.iterdir()))}.json"
+        r = cli("export", "steps", moving_plan, "--out", out, *args)
+        assert r.exit_code == 0, r.output
+        return json.loads(out.read_text())["plan_id"]
+
+    first = plan_id()
+    assert re.fullmatch(r"tiny-3site-[0-9a-f]{8}", first) and plan_id() == first
+    assert plan_id("--shift-to", "2030-01-02T00:00:00+00:00") != first
+    other = POLICIES["static"](load_instance(ROOT / "instances" / "tiny-3site"), None)
+    other_path = other.save(tmp_path / "other-plan.json")
+    assert cli("export", "steps", other_path, "--out", tmp_path / "o.json").exit_code == 0
+    assert json.loads((tmp_path / "o.json").read_text())["plan_id"] != first
+    assert plan_id("--plan-id", "nightly-42") == "nightly-42"
+    for bad in ("Nightly", "a_b", "-a", "a" * 41, ""):
+        r = cli("export", "slurm", moving_plan, "--out", tmp_path / "bad", "--plan-id", bad)
+        assert r.exit_code == 2 and "--plan-id" in r.error
+    assert not (tmp_path / "bad").exists()
+    # the id names everything an export writes
+    assert cli("export", "slurm", moving_plan, "--out", tmp_path / "sl", "--plan-id",
+               "nightly-42").exit_code == 0
+    for script in (tmp_path / "sl" / "jobs").glob("*.sbatch"):
+        opts = sbatch_options(script)
+        assert opts["job-name"] == "nightly-42." + script.name.removesuffix(".sbatch")
+        assert opts["comment"] == "milp-plan=nightly-42"
+
+
 # ---- slurm ---------------------------------------------------------------------------------
 
 FAKE_SBATCH = """#!/bin/bash
-# Stand-in for sbatch: records its arguments, prints the next job id ("id;cluster" form).
+# Stand-in for sbatch: records its arguments, prints the next job id ("id;cluster" form);
+# fails at call number $SBATCH_FAIL_AT when that is set.
 n=$(( $(wc -l < "$SBATCH_LOG") + 100 ))
+if [ "$(( n - 99 ))" = "${SBATCH_FAIL_AT:-0}" ]; then echo "sbatch: error: refused" >&2; exit 1; fi
 printf '%s\\n' "$*" >> "$SBATCH_LOG"
 echo "$n;test"
 """
+FAKE_SCANCEL = """#!/bin/bash
+printf '%s\\n' "$*" >> "$SCANCEL_LOG"
+"""
+#: A date as BSD and macOS have it, for what submit.sh may use: `date +%s` works, GNU's
+#: `date -d @SECONDS` does not.
+FAKE_BSD_DATE = """#!/bin/sh
+if [ "$*" = "+%s" ]; then exec {date} +%s; fi
+echo "date: illegal option -- $*" >&2
+exit 1
+"""
+
+
+def stand_ins(tmp_path: Path, **env: str) -> dict[str, str]:
+    """An environment whose PATH finds the stand-in sbatch, scancel and BSD-like date first."""
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", FAKE_SCANCEL),
+                       ("date", FAKE_BSD_DATE.format(date=shutil.which("date")))):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    logs = {"SBATCH_LOG": tmp_path / "sbatch.log", "SCANCEL_LOG": tmp_path / "scancel.log"}
+    for log in logs.values():
+        log.touch()
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "TZ": "America/Denver",
+            **{k: str(v) for k, v in logs.items()}, **env}
 
 
 def test_submit_sh_wires_begin_dependency_and_order(moving_plan, tmp_path):
@@ -141,39 +258,39 @@ def test_submit_sh_wires_begin_dependency_and_order(moving_plan, tmp_path):
     site_map = tmp_path / "sites.toml"
     site_map.write_text('[defaults]\ngres = ""\nsbatch = ["--account=green"]\n'
                         '[sites.solar]\npartition = "p-solar"\nhost = "gpu1.example"\n')
+    soon = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
     result = cli("export", "slurm", moving_plan, "--out", out, "--site-map", site_map,
-                 "--shift-to", "2030-01-02T00:00:00+00:00",
-                 "--transfer", "scp -r {src} {dst} # ${HOME}")
+                 "--shift-to", soon, "--transfer", "scp -r {src} {dst} # ${HOME}")
     assert result.exit_code == 0, result.output
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "sbatch").write_text(FAKE_SBATCH)
-    (bindir / "sbatch").chmod(0o755)
-    log = tmp_path / "sbatch.log"
-    log.write_text("")
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "SBATCH_LOG": str(log),
-           "TZ": "UTC"}
+    env = stand_ins(tmp_path)
+    before = time.time()
     run = subprocess.run(["bash", str(out / "submit.sh"), "--hold"], env=env,
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    calls = log.read_text().splitlines()
-    ids = {row.split(",")[0]: row.split(",")[1]
-           for row in (out / "submitted.csv").read_text().splitlines()[1:]}
+                         capture_output=True, text=True, timeout=600)
+    after = time.time()
+    assert run.returncode == 0, run.stderr       # with BSD's date: no GNU date -d needed
+    calls = (tmp_path / "sbatch.log").read_text().splitlines()
+    submitted = pd.read_csv(out / "submitted.csv", dtype=str, keep_default_na=False)
+    assert list(submitted.columns) == ["step", "slurm_job_id", "cluster"]
+    assert set(submitted["cluster"]) == {"test"}
+    ids = dict(zip(submitted["step"], submitted["slurm_job_id"]))
     steps = pd.read_csv(out / "steps.csv", keep_default_na=False)
     assert len(calls) == len(steps) == len(ids)
     by_script = {c.split()[-1]: c for c in calls}
     for _, s in steps.iterrows():
         call = by_script[f"jobs/{s['name']}.sbatch"]
         assert call.startswith("--parsable --hold ")
-        begin = datetime.fromisoformat(s["begin"]).astimezone(timezone.utc)
-        want = (begin + timedelta(microseconds=999_999)).replace(microsecond=0)
-        assert f"--begin={want:%Y-%m-%dT%H:%M:%S}" in call
+        # --begin=now+N, N computed at submission: the planned start, never earlier, whatever
+        # the time zone of the submitting shell
+        begin = datetime.fromisoformat(s["begin"]).timestamp()
+        n = int(re.search(r"--begin=now\+(\d+) ", call)[1])
+        assert begin - after - 1 <= n <= -(-begin // 1) - int(before)
         if s["after"]:
             assert f"--dependency=afterok:{ids[s['after']]}" in call
             assert int(ids[s["after"]]) < int(ids[s["name"]])   # submitted before
         else:
             assert "--dependency" not in call
-    # the scripts: partition from the site map, no --gres when "", the extra option, quoting
+    # the scripts: partition from the site map, no --gres when "", the extra option, quoting,
+    # plan id, limits with the margin, the warning signal on run steps only
     text = (out / "jobs" / f"{steps['name'][0]}.sbatch").read_text()
     assert "#SBATCH --account=green" in text and "--gres" not in text
     transfer = steps[steps["kind"] == "transfer"].iloc[0]
@@ -181,11 +298,127 @@ def test_submit_sh_wires_begin_dependency_and_order(moving_plan, tmp_path):
     dst_host = "gpu1.example" if transfer["dst"] == "solar" else transfer["dst"]
     assert f"scp -r {transfer['site']}:/checkpoints/{transfer['job']} " \
            f"{dst_host}:/checkpoints/{transfer['job']} # ${{HOME}}" in text
-    assert f"#SBATCH --time={max(1, -(-transfer['seconds'] // 60)):.0f}" in text
+    plan_id = json.loads((out / "steps.json").read_text())["plan_id"]
+    for _, s in steps.iterrows():
+        opts = sbatch_options(out / "jobs" / f"{s['name']}.sbatch")
+        assert opts["job-name"] == f"{plan_id}.{s['name']}"
+        assert opts["comment"] == f"milp-plan={plan_id}"
+        assert opts["kill-on-invalid-dep"] == "yes"
+        if s["kind"] == "run":
+            assert opts["time"] == str(minutes(s["seconds"] + 300 + 60))
+            assert opts["signal"] == "B:USR1@300"
+        else:
+            assert opts["time"] == str(minutes(s["seconds"] + 300))
+            assert "signal" not in opts
     solar_runs = steps[(steps["kind"] == "run") & (steps["site"] == "solar")]
     assert "#SBATCH --partition=p-solar" in (
         out / "jobs" / f"{solar_runs.iloc[0]['name']}.sbatch").read_text()
     assert os.stat(out / "submit.sh").st_mode & stat.S_IXUSR
+    assert os.stat(out / "cancel.sh").st_mode & stat.S_IXUSR
+
+
+def test_submit_sh_runs_once_and_cancel_sh_cancels_what_it_submitted(moving_plan, tmp_path):
+    out = tmp_path / "slurm"
+    assert cli("export", "slurm", moving_plan, "--out", out).exit_code == 0
+    env = stand_ins(tmp_path)
+    cancel = subprocess.run(["bash", str(out / "cancel.sh")], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert cancel.returncode == 1 and "nothing was submitted" in cancel.stderr
+    assert subprocess.run(["bash", str(out / "submit.sh")], env=env, capture_output=True,
+                          timeout=600).returncode == 0
+    submitted = (out / "submitted.csv").read_text()
+    again = subprocess.run(["bash", str(out / "submit.sh")], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 1 and "submitted from here already" in again.stderr
+    assert (out / "submitted.csv").read_text() == submitted
+    assert len((tmp_path / "sbatch.log").read_text().splitlines()) == len(
+        submitted.splitlines()) - 1
+    ids = sorted(row.split(",")[-2] for row in submitted.splitlines()[1:])
+    cancel = subprocess.run(["bash", str(out / "cancel.sh"), "--state=PENDING"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert cancel.returncode == 0, cancel.stderr
+    calls = (tmp_path / "scancel.log").read_text().splitlines()
+    assert len(calls) == 1                      # one call per cluster
+    words = calls[0].split()
+    assert words[:3] == ["--quiet", "--clusters=test", "--state=PENDING"]
+    assert sorted(words[3:]) == ids
+    # a new export must not drop the ids cancel.sh needs
+    r = cli("export", "slurm", moving_plan, "--out", out, "--margin", "60")
+    assert r.exit_code == 2 and "submitted.csv" in r.error and "cancel.sh" in r.error
+    assert (out / "submitted.csv").read_text() == submitted
+
+
+def test_a_failing_sbatch_stops_submit_sh_and_says_what_to_cancel(moving_plan, tmp_path):
+    out = tmp_path / "slurm"
+    assert cli("export", "slurm", moving_plan, "--out", out).exit_code == 0
+    total = len(pd.read_csv(out / "steps.csv"))
+    run = subprocess.run(["bash", str(out / "submit.sh")], env=stand_ins(
+        tmp_path, SBATCH_FAIL_AT="3"), capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    assert f"stopped after submitting 2 of {total} steps" in run.stderr
+    assert "./cancel.sh" in run.stderr
+    assert len((out / "submitted.csv").read_text().splitlines()) == 1 + 2
+
+
+def _run_script(tmp_path: Path, command: str, *args: str) -> Path:
+    """Export a one-run plan (90 s) whose run step is ``command``; its sbatch script."""
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("s", 0.0, 90.0),)),))
+    path = plan.save(tmp_path / "plan.json")
+    r = cli("export", "slurm", path, "--out", tmp_path / "o", "--command", command, *args)
+    assert r.exit_code == 0, r.output
+    return tmp_path / "o" / "jobs" / "j.0.run.sbatch"
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_run_script_passes_the_warning_signal_on_to_its_command(tmp_path):
+    """Slurm signals only the batch shell (B:USR1): the script hands it to the command, which
+    may checkpoint and end well; the command's exit status is the script's."""
+    command = (f"trap 'echo got > {tmp_path}/signalled; exit 0' USR1; "
+               f"echo up > {tmp_path}/ready; sleep 300 & wait")
+    script = _run_script(tmp_path, command)
+    assert sbatch_options(script)["signal"] == "B:USR1@300"
+    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path)
+    try:
+        _wait_for(lambda: (tmp_path / "ready").exists())
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert (tmp_path / "signalled").read_text() == "got\n"
+
+    (tmp_path / "failing").mkdir()
+    script = _run_script(tmp_path / "failing", "exit 7")
+    assert subprocess.run(["bash", str(script)], timeout=60).returncode == 7
+
+
+@pytest.mark.parametrize("args, signal_line", [
+    (["--signal", "none"], None), (["--margin", "0"], None), (["--signal", "SIGTERM"],
+                                                               "B:TERM@300"),
+    (["--margin", "90.5", "--signal", "usr2"], "B:USR2@90")])
+def test_margin_and_signal_options(tmp_path, args, signal_line):
+    script = _run_script(tmp_path, "true", *args)
+    opts = sbatch_options(script)
+    assert opts.get("signal") == signal_line
+    text = script.read_text()
+    margin = float(args[1]) if args[0] == "--margin" else 300.0
+    assert opts["time"] == str(minutes(90 + margin + (60 if signal_line else 0)))
+    assert ("trap " in text) == ("set -m" in text) == (signal_line is not None)
+    assert text.splitlines()[-1] == ('exit "${milp_rc:-1}"' if signal_line else "true")
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--margin", "-1"], "--margin"), (["--margin", "nan"], "--margin"),
+    (["--signal", "KILL"], "--signal"), (["--margin", "70000"], "--margin")])
+def test_bad_margin_or_signal_is_refused(moving_plan, tmp_path, args, option):
+    r = cli("export", "slurm", moving_plan, "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and option in r.error and not (tmp_path / "o").exists()
 
 
 def test_slurm_quotes_hostile_job_ids(tmp_path):
@@ -197,9 +430,11 @@ def test_slurm_quotes_hostile_job_ids(tmp_path):
     assert re.fullmatch(r"[A-Za-z0-9._-]+\.sbatch", script.name)
     text = script.read_text()
     assert "--job a b" not in text and "'a b;$(rm -rf ~)'\"'\"''" in text
-    assert "#SBATCH --time=2" in text
-    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
+    assert re.fullmatch(r"x-[0-9a-f]{8}\.[A-Za-z0-9._-]+", sbatch_options(script)["job-name"])
+    for name in ("submit.sh", "cancel.sh", f"jobs/{script.name}"):
+        check = subprocess.run(["bash", "-n", str(tmp_path / "o" / name)], capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stderr
 
 
 @pytest.mark.parametrize("content, field", [
@@ -228,129 +463,18 @@ def test_failed_export_leaves_the_previous_output_untouched(moving_plan, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-# ---- kubernetes ----------------------------------------------------------------------------
-
-def strict(data, type_name: str, where: str = "$") -> None:
-    """Check ``data`` against the kubernetes client's model ``type_name`` field by field:
-    unknown fields, wrong types and missing required fields fail (the client alone would
-    silently drop unknown fields)."""
-    from kubernetes import client
-
-    if type_name.lower().startswith("list["):
-        assert isinstance(data, list), where
-        for i, x in enumerate(data):
-            strict(x, type_name[5:-1], f"{where}[{i}]")
-    elif type_name.lower().startswith(("dict(", "dict[")):
-        assert isinstance(data, dict), where
-        inner = type_name[5:-1].split(", ", 1)[1]
-        for k, v in data.items():
-            assert isinstance(k, str), where
-            strict(v, inner, f"{where}.{k}")
-    elif type_name == "str":
-        assert isinstance(data, str), f"{where}: {data!r} is not a string"
-    elif type_name == "int":
-        assert isinstance(data, int) and not isinstance(data, bool), where
-    elif type_name == "bool":
-        assert isinstance(data, bool), where
-    elif type_name == "object":
-        pass
-    else:
-        model = getattr(client.models, type_name)
-        assert isinstance(data, dict), where
-        fields = {v: k for k, v in model.attribute_map.items()}
-        for key, value in data.items():
-            assert key in fields, f"{where}: {type_name} has no field {key!r}"
-            strict(value, model.openapi_types[fields[key]], f"{where}.{key}")
-
-
-def test_kubernetes_manifests_are_valid_jobs(moving_plan, tmp_path):
-    from kubernetes import client
-
-    result = cli("export", "kubernetes", moving_plan, "--out", tmp_path / "k8s",
-                 "--node-label", "example.org/site", "--namespace", "green",
-                 "--image", "registry.example/train:1")
-    assert result.exit_code == 0, result.output
-    docs = manifests(tmp_path / "k8s")
-    steps = pd.read_csv(tmp_path / "k8s" / "steps.csv", keep_default_na=False)
-    names = {d["metadata"]["annotations"]["milp.io/job"] + "." +
-             d["metadata"]["annotations"]["milp.io/step"]: d["metadata"]["name"] for d in docs}
-    api = client.ApiClient()
-    dns = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    for doc, (_, s) in zip(sorted(docs, key=lambda d: d["metadata"]["name"]),
-                           steps.assign(n=[names[f"{j}.{k}"] for j, k in
-                                           zip(steps["job"], steps["step"])]).sort_values("n")
-                           .iterrows()):
-        strict(doc, "V1Job")
-        job = api._ApiClient__deserialize(doc, "V1Job")   # required fields, enums
-        assert isinstance(job, client.V1Job) and job.kind == "Job"
-        assert dns.match(job.metadata.name) and job.metadata.namespace == "green"
-        for value in job.metadata.labels.values():
-            assert re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", value)
-        assert job.spec.suspend is True and job.spec.template.spec.restart_policy == "Never"
-        ann = job.metadata.annotations
-        assert ann["milp.io/begin"] == s["begin"] and ann["milp.io/end"] == s["end"]
-        assert job.spec.template.spec.node_selector == {"example.org/site": s["site"]}
-        container = job.spec.template.spec.containers[0]
-        if s["kind"] == "run":
-            assert container.image == "registry.example/train:1"
-            assert container.resources.limits == {"nvidia.com/gpu": "1"}
-        else:
-            assert container.resources is None and "rsync" in container.command[-1]
-            assert container.image == "registry.example/train:1"
-        assert job.spec.active_deadline_seconds == max(1, -(-float(ann["milp.io/planned-seconds"])
-                                                            // 1))
-        after = ann["milp.io/after"]
-        assert after == (names[f"{s['job']}.{s['step'] - 1}"] if s["step"] else "")
-
-
-def test_kubernetes_strict_check_catches_mistakes():
-    """The checker the manifests pass is not a rubber stamp."""
-    good = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "a"},
-            "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}
-    strict(good, "V1Job")
-    bad = json.loads(json.dumps(good))
-    bad["spec"]["suspended"] = True
-    with pytest.raises(AssertionError, match="suspended"):
-        strict(bad, "V1Job")
-    bad = json.loads(json.dumps(good))
-    bad["spec"]["activeDeadlineSeconds"] = "10"
-    with pytest.raises(AssertionError):
-        strict(bad, "V1Job")
-
-
-def test_bad_node_label_is_refused(moving_plan, tmp_path):
-    result = cli("export", "kubernetes", moving_plan, "--out", tmp_path / "o",
-                 "--node-label", "bad label")
-    assert result.exit_code == 2 and "--node-label" in result.error
-
-
 @pytest.mark.parametrize("instance", ["paper-5site", "week-5site/2019-04-15"])
 def test_exports_work_on_shipped_instances(instance, tmp_path):
     plan = POLICIES["feasibility-aware"](load_instance(ROOT / "instances" / instance), None)
     path = plan.save(tmp_path / "plan.json")
-    for kind in ("slurm", "kubernetes"):
+    for kind in ("slurm", "kubernetes", "argo"):
         result = cli("export", kind, path, "--out", tmp_path / kind)
         assert result.exit_code == 0, result.output
+    wf = yaml.safe_load((tmp_path / "argo" / "workflow.yaml").read_text())
+    tasks = wf["spec"]["templates"][0]["dag"]["tasks"]
     assert len(list((tmp_path / "slurm" / "jobs").iterdir())) == len(
-        list((tmp_path / "kubernetes" / "jobs").iterdir())) == sum(
+        list((tmp_path / "kubernetes" / "jobs").iterdir())) == len(tasks) / 2 == sum(
         len(jp.steps) for jp in plan.jobs)
-
-
-def test_yaml_strings_stay_strings_for_yaml_1_1_readers(tmp_path):
-    """kubectl reads YAML 1.1: a bare y or 1e3 would become a boolean or a number."""
-    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
-                jobs=(JobPlan("y", (Run("on", 0.0, 90.0),)),
-                      JobPlan("1e3", (Run("on", 0.0, 90.0),))))
-    path = plan.save(tmp_path / "plan.json")
-    assert cli("export", "kubernetes", path, "--out", tmp_path / "k").exit_code == 0
-    for doc_path in (tmp_path / "k" / "jobs").glob("*.yaml"):
-        text = doc_path.read_text()
-        doc = yaml.load(text, Loader=yaml.BaseLoader)        # no implicit types at all
-        typed = yaml.safe_load(text)                         # YAML 1.1 implicit types
-        assert typed["metadata"]["annotations"]["milp.io/job"] == \
-            doc["metadata"]["annotations"]["milp.io/job"] in ("y", "1e3")
-        assert typed["spec"]["template"]["spec"]["nodeSelector"] == {"milp.io/site": "on"}
-        assert typed["spec"]["activeDeadlineSeconds"] == 90 and typed["spec"]["suspend"] is True
 
 
 def test_default_transfer_sends_the_local_checkpoint(moving_plan, tmp_path):
@@ -369,14 +493,6 @@ def test_a_job_id_cannot_climb_out_of_the_checkpoint_folder(tmp_path, job):
     path = plan.save(tmp_path / "plan.json")
     r = cli("export", "slurm", path, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "checkpoint path" in r.error and not (tmp_path / "o").exists()
-
-
-@pytest.mark.parametrize("args, option", [
-    (["--namespace", "ns\n"], "--namespace"), (["--node-label", "milp.io/site\n"], "--node-label"),
-    (["--image", ""], "--image"), (["--image", "a b"], "--image")])
-def test_kubernetes_options_the_api_would_reject(moving_plan, tmp_path, args, option):
-    r = cli("export", "kubernetes", moving_plan, "--out", tmp_path / "o", *args)
-    assert r.exit_code == 2 and option in r.error
 
 
 def test_a_site_that_cannot_be_a_partition_needs_the_site_map(tmp_path):

@@ -1,4 +1,5 @@
-"""Exports of a plan for the schedulers that run the jobs: neutral CSV, Slurm, Kubernetes.
+"""Exports of a plan for the tools that run the jobs: neutral CSV/JSON, Slurm, Kubernetes Jobs,
+Argo Workflows.
 
 Every exporter starts from the same flat list of steps (:mod:`milp.export.steps`), so the
 number of run and transfer steps and the planned compute seconds are the same in every format.
@@ -13,3 +14,12 @@ DEFAULT_TRANSFER = "rsync -a --partial {checkpoint}/ {dst}/"
 #: run command's program and the transfer command's, e.g. rsync and ssh).
 DEFAULT_LABEL = "milp.io/site"
 DEFAULT_IMAGE = "python:3.11-slim"
+#: Image of Argo's wait steps (sleep until a step's begin time): POSIX sh, date and sleep.
+DEFAULT_WAIT_IMAGE = "busybox:1.36"
+#: Seconds a step may run past its planned length before the scheduler ends it (Slurm --time,
+#: Kubernetes activeDeadlineSeconds): time to write a checkpoint, start late, or finish a copy.
+DEFAULT_MARGIN_S = 300.0
+#: Signal a Slurm run step gets ``margin`` seconds before its time limit (``none``: no signal).
+DEFAULT_SIGNAL = "USR1"
+#: Seconds Kubernetes keeps a finished Job or Workflow (ttlSecondsAfterFinished, ttlStrategy).
+DEFAULT_TTL_S = 86400

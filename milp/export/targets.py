@@ -16,6 +16,8 @@ value ``s01-solar``::
     host = "gpu1.solar1.example.org"  # host in {src}/{dst} of transfers (default: the site)
     node_label = "solar1"             # value of the Kubernetes node label (default: the site)
     checkpoint = "/data/ckpt/{job}"   # overrides the default path at this site
+    claim = "ckpt-solar1"             # Kubernetes PVC of the checkpoints here (default:
+                                      # --checkpoint-claim; none without it)
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 from milp.errors import InputError
 
 _DEFAULT_KEYS = {"gres", "gpu_resource", "checkpoint", "sbatch"}
-_SITE_KEYS = {"partition", "cluster", "host", "node_label", "checkpoint", "gres", "sbatch"}
+_SITE_KEYS = {"partition", "cluster", "host", "node_label", "checkpoint", "gres", "sbatch",
+              "claim"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Target:
     gres: str
     gpu_resource: str
     sbatch: tuple[str, ...]
+    claim: str = ""        #: PersistentVolumeClaim of the checkpoints ("" for the default)
 
     def checkpoint_path(self, job: str) -> str:
         """The checkpoint folder of ``job`` at this site (a job id cannot climb out of it)."""
@@ -72,7 +76,7 @@ class SiteMap:
                       cluster=own.get("cluster", ""), host=own.get("host", site),
                       node_label=own.get("node_label", site), checkpoint=d["checkpoint"],
                       gres=d["gres"], gpu_resource=d["gpu_resource"],
-                      sbatch=tuple(d["sbatch"]))
+                      sbatch=tuple(d["sbatch"]), claim=own.get("claim", ""))
 
     @classmethod
     def load(cls, path: Path | None) -> "SiteMap":
