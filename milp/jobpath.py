@@ -7,10 +7,13 @@ begins with a restore (share σ, no progress) unless it is the job's first; rest
 a pause at the same site) are capped; a run that is not the last lasts at least U slots; a move
 made in slot t lands the job at its destination for slot t + ρ.
 
-Costs are linear: holding a GPU at site k in slot t costs ``hold[k, t]`` (the whole slot);
-each unit of occupancy (progress + restore share) ``occupy[k, t]``; each unit of progress
-``progress[t]``; a move ``move[a, b, t]``; and, when ``unfinished`` is given, each unit of
-progress left at the deadline costs that much (else the job must finish).
+Costs: holding a GPU at site k in slot t costs ``hold[k, t]`` (the whole slot); occupying a
+share ``occ`` of it (progress + restore) costs ``occupy[k, t] · max(0, kwh[k]·occ − free[k, t])``
+— linear prices when ``free`` is 0 (column generation), the marginal grid energy of the job
+when ``free`` is the renewable energy the other jobs leave (a best response); each unit of
+progress costs ``progress[t]``; each slot the job fills (occupancy 1) ``full[k, t]`` more; a move
+``move[a, b, t]``; and, when ``unfinished`` is given, each unit of progress left at the deadline
+costs that much (else the job must finish).
 
 State at the start of a slot: (site, k full run slots done, b restores so far, r restarts used,
 mode). Progress so far is ``k − b·σ``. Modes: FRESH (never ran nor moved), READY (at its origin,
@@ -27,6 +30,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 INF = np.inf
 FRESH, READY, ARRIVED, PAUSED = 0, 1, 2, 3
@@ -48,7 +52,8 @@ class JobProblem:
     work: float                       #: progress needed, in slots of computing (work_s / Δ)
     sigma: float                      #: restore share of a slot
     hold: np.ndarray                  #: [K, D] cost of running in a slot (inf: not allowed)
-    occupy: np.ndarray                #: [K, D] cost per unit of occupancy
+    occupy: np.ndarray                #: [K, D] price per kWh of occupancy (beyond ``free``)
+    kwh: np.ndarray                   #: [K] kWh of a full slot of occupancy
     progress: np.ndarray              #: [D] cost per unit of progress
     move: np.ndarray | None = None    #: [K, K, D] cost of a move (inf: not allowed)
     rho: np.ndarray | None = None     #: [K, K] slots from a move's slot to its arrival
@@ -58,6 +63,8 @@ class JobProblem:
     min_run_slots: int = 0
     max_restores: int = 4
     unfinished: float | None = None   #: cost per unit of progress left undone (elastic)
+    free: np.ndarray | None = None    #: [K, D] kWh of a slot that cost nothing (default 0)
+    full: np.ndarray | None = None    #: [K, D] extra cost of a full slot (default 0)
 
     @property
     def length(self) -> int:
@@ -77,206 +84,228 @@ class JobPath:
 
 def best_path(p: JobProblem) -> JobPath | None:
     """The cheapest schedule of one job, or None when it cannot finish (and must)."""
-    return _Dp(p).solve()
+    K, D = len(p.sites), p.length
+    U = max(1, p.min_run_slots)
+    M = RUN + U
+    B = p.max_restores + 1
+    capped = p.max_restarts is not None
+    R = (p.max_restarts + 1) if capped else 1
+    Kk = int(math.floor(p.work + p.max_restores * p.sigma + EPS)) + 2
+    shape = (K, Kk, B, R, M)
+    S = K * Kk * B * R * M
+    pred = np.empty((D + 1, S), dtype=np.int32)
+    ptime = np.empty((D + 1, S), dtype=np.int16)
+    act = np.empty((D + 1, S), dtype=np.int8)
+    moves = p.move is not None
+    move = p.move if moves else np.full((K, K, max(D, 1)), np.inf)
+    rho = p.rho.astype(np.int64) if moves else np.ones((K, K), dtype=np.int64)
+    window = p.window if p.window is not None else np.zeros((K, max(D, 1)), dtype=bool)
+    free = p.free if p.free is not None else np.zeros((K, max(D, 1)))
+    full = p.full if p.full is not None else np.zeros((K, max(D, 1)))
+    cost, i_end, flat, action = _sweep(
+        K, Kk, B, R, U, M, capped, float(p.work), float(p.sigma), int(p.origin_k),
+        READY if p.started else FRESH, moves, p.window is not None,
+        p.unfinished is not None, float(p.unfinished or 0.0),
+        np.ascontiguousarray(p.hold, dtype=np.float64),
+        np.ascontiguousarray(p.occupy, dtype=np.float64),
+        np.ascontiguousarray(p.kwh, dtype=np.float64),
+        np.ascontiguousarray(free, dtype=np.float64),
+        np.ascontiguousarray(full, dtype=np.float64),
+        np.ascontiguousarray(p.progress, dtype=np.float64),
+        np.ascontiguousarray(move, dtype=np.float64), rho,
+        np.ascontiguousarray(window, dtype=np.bool_), pred, ptime, act)
+    if i_end < 0:
+        return None
+    return _path(p, shape, cost, i_end, flat, action, pred, ptime, act)
 
 
-class _Dp:
-    def __init__(self, p: JobProblem) -> None:
-        self.p = p
-        self.K = len(p.sites)
-        self.U = max(1, p.min_run_slots)
-        self.M = RUN + self.U                    # FRESH, READY, ARRIVED, PAUSED, RUN_1..U
-        self.B = p.max_restores + 1
-        self.capped = p.max_restarts is not None              # restarts counted in r
-        self.R = (p.max_restarts + 1) if self.capped else 1
-        self.Kk = int(math.floor(p.work + p.max_restores * p.sigma + EPS)) + 2
-        self.shape = (self.K, self.Kk, self.B, self.R, self.M)
-        self.size = int(np.prod(self.shape))
-        k = np.arange(self.Kk)[:, None]
-        b = np.arange(self.B)[None, :]
-        self.done = k - b * p.sigma                           # [Kk, B] progress so far
-        self.left = p.work - self.done                        # progress still needed
 
-    # ---- the sweep ------------------------------------------------------------------------
-    def solve(self) -> JobPath | None:
-        p = self.p
-        D = p.length
-        V = np.full(self.shape, INF)
-        V[p.origin_k, 0, 0, 0, READY if p.started else FRESH] = 0.0
-        self.pred = [None] * (D + 1)     # per slot boundary: (pred flat, pred time, action)
-        arrivals: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        best = (INF, None)
-        for i in range(D):
-            cand = self._finish(V, i)
-            if cand[0] < best[0]:
-                best = cand
-            nxt, pred, act = self._step(V, i)
-            tm = np.full(self.shape, i, dtype=np.int32)
-            if p.move is not None:
-                self._moves(V, i, arrivals)
-            if i + 1 in arrivals:
-                av, ap, at = arrivals.pop(i + 1)
-                better = av < nxt
-                nxt[better], pred[better], act[better], tm[better] = av[better], ap[better], \
-                    MOVE, at[better]
-            self.pred[i + 1] = (pred, tm, act)
-            V = nxt
-        if p.unfinished is not None:
-            left = np.maximum(self.left, 0.0)[None, :, :, None, None]
-            end = V + p.unfinished * left
-            end[..., ARRIVED] = INF               # a move is followed by a run at its end
-            flat = int(np.argmin(end))
-            if end.flat[flat] < best[0]:
-                best = (float(end.flat[flat]), (D, flat, END))
-        if best[1] is None:
-            return None
-        return self._path(best[0], *best[1])
-
-    def _step(self, V: np.ndarray, i: int):
-        """States at the start of slot i + 1 from those at slot i: run a full slot, or idle."""
-        p, U, sig = self.p, self.U, self.p.sigma
-        nxt = np.full(self.shape, INF)
-        pred = np.full(self.shape, -1, dtype=np.int64)
-        act = np.zeros(self.shape, dtype=np.int8)
-        base = np.arange(self.size).reshape(self.shape)
-        hold, occ, prog = p.hold[:, i], p.occupy[:, i], p.progress[i]
-        full = (hold + occ + prog)[:, None, None, None]                    # [K,1,1,1]
-        restored = (hold + occ + prog * (1 - sig))[:, None, None, None]
-        alive = self.left > EPS                   # [Kk, B] a state with work still to do
-
-        def put(dst, val, src, action):
-            better = val < nxt[dst]
-            view_v, view_p, view_a = nxt[dst], pred[dst], act[dst]
-            view_v[better], view_p[better], view_a[better] = val[better], src[better], action
-            nxt[dst], pred[dst], act[dst] = view_v, view_p, view_a
-
-        # continue a run: RUN_l -> RUN_min(l+1, U), k+1 (a full slot that does not end the job)
-        ok = alive[None, 1:, :, None]                                        # [1, Kk-1, B, 1]
-        for ell in range(1, U + 1):
-            m_from, m_to = RUN + ell - 1, RUN + min(ell + 1, U) - 1
-            val = np.where(ok, V[:, :-1, :, :, m_from] + full, INF)
-            put((slice(None), slice(1, None), slice(None), slice(None), m_to), val,
-                base[:, :-1, :, :, m_from], CONT)
-        # a first run, without restore: FRESH -> RUN_1, k+1
-        val = np.where(ok, V[:, :-1, :, :, FRESH] + full, INF)
-        put((slice(None), slice(1, None), slice(None), slice(None), RUN), val,
-            base[:, :-1, :, :, FRESH], NEW_FRESH)
-        # a new run with restore (READY, ARRIVED) or a restart (PAUSED): k+1, b+1 (clamped)
-        for mode, action in ((READY, NEW_RESTORE), (ARRIVED, NEW_RESTORE),
-                             (PAUSED, NEW_RESTART)):
-            src_v, src_i = V[:, :-1, :, :, mode], base[:, :-1, :, :, mode]
-            r_dst = slice(None)
-            if mode == PAUSED and self.capped:
-                if self.R == 1:
-                    continue                                              # no restart allowed
-                src_v, src_i = src_v[:, :, :, :-1], src_i[:, :, :, :-1]   # r -> r + 1
-                r_dst = slice(1, None)
-            b_next = np.minimum(np.arange(self.B) + 1, self.B - 1)
-            ok_b = alive[1:, :][:, b_next][None, :, :, None]
-            val = np.where(ok_b, src_v + restored, INF)
-            for b in range(self.B):             # b -> min(b + 1, B - 1): clamped sources meet
-                dst = (slice(None), slice(1, None), int(b_next[b]), r_dst, RUN)
-                put(dst, val[:, :, b], src_i[:, :, b], action)
-        # idle: RUN_U (or any run without the rule) -> PAUSED; FRESH/READY/PAUSED stay; ARRIVED
-        # stays while the destination's window goes on
-        put((Ellipsis, PAUSED), V[..., RUN + U - 1], base[..., RUN + U - 1], IDLE)
-        for mode in (FRESH, READY, PAUSED):
-            put((Ellipsis, mode), V[..., mode], base[..., mode], IDLE)
-        if p.window is not None and i + 1 < p.length:
-            waiting = np.where(p.window[:, i + 1][:, None, None, None], V[..., ARRIVED], INF)
-            put((Ellipsis, ARRIVED), waiting, base[..., ARRIVED], IDLE)
-        return nxt, pred, act
-
-    def _finish(self, V: np.ndarray, i: int) -> tuple[float, tuple | None]:
-        """The cheapest way to end the job in slot i: run what its work still needs."""
-        p, sig, U = self.p, self.p.sigma, self.U
-        hold, occ, prog = p.hold[:, i][:, None, None, None], p.occupy[:, i][:, None, None, None], \
-            p.progress[i]
-        f = self.left[None, :, :, None]                                     # [1, Kk, B, 1]
-        best = (INF, None)
-        options = [(RUN + ell - 1, 0.0, CONT) for ell in range(1, U + 1)]
-        options += [(FRESH, 0.0, NEW_FRESH), (READY, sig, NEW_RESTORE),
-                    (ARRIVED, sig, NEW_RESTORE), (PAUSED, sig, NEW_RESTART)]
-        for mode, restore, action in options:
-            val = V[..., mode] + hold + occ * (f + restore) + prog * f
-            val = np.where((f > EPS) & (f + restore <= 1 + EPS), val, INF)
-            if mode == PAUSED and self.capped:
-                val[..., -1] = INF                                        # no restart left
-            flat = int(np.argmin(val))
-            if val.flat[flat] < best[0]:
-                idx = np.unravel_index(flat, val.shape)
-                best = (float(val.flat[flat]),
-                        (i, int(np.ravel_multi_index((*idx, mode), self.shape)), 10 + action))
-        return best
-
-    def _moves(self, V: np.ndarray, i: int, arrivals: dict) -> None:
-        """Moves made in slot i: from any state that may leave (not one that arrived and has not
-        run yet, nor a run shorter than U), arriving as ARRIVED."""
-        p, U = self.p, self.U
-        modes = np.array([FRESH, READY, PAUSED, RUN + U - 1])
-        leave = np.stack([V[..., mode] for mode in modes], -1)
-        which = np.argmin(leave, axis=-1)
-        movable = np.take_along_axis(leave, which[..., None], -1)[..., 0]   # [K, Kk, B, R]
-        src_mode = modes[which]
-        cost = p.move[:, :, i]                                              # [K, K]
-        if not np.isfinite(cost).any():
-            return
-        for a, b in zip(*np.nonzero(np.isfinite(cost))):
-            t_arr = i + int(p.rho[a, b])
-            if t_arr >= p.length:
+@njit(cache=True)
+def _sweep(K, Kk, B, R, U, M, capped, work, sigma, origin_k, start_mode, has_moves,
+           has_window, elastic, unfinished, hold, occupy, kwh, free, full, progress, move,
+           rho, window, pred, ptime, act):
+    """The forward sweep over slots; fills the backtracking arrays; returns the best end
+    (cost, slot, state, action) — slot −1 when the job cannot finish."""
+    D = hold.shape[1]
+    S = K * Kk * B * R * M
+    sRM = R * M
+    sBRM = B * sRM
+    sKBRM = Kk * sBRM
+    ring = 2
+    if has_moves:
+        for a in range(K):
+            for b in range(K):
+                if rho[a, b] + 1 > ring:
+                    ring = rho[a, b] + 1
+    V = np.full(S, np.inf)
+    nxt = np.full(S, np.inf)
+    arr = np.full((ring, S), np.inf)
+    arr_pred = np.zeros((ring, S), dtype=np.int32)
+    arr_time = np.zeros((ring, S), dtype=np.int16)
+    V[origin_k * sKBRM + start_mode] = 0.0
+    best, best_i, best_s, best_a = np.inf, -1, -1, -1
+    last_run = RUN + U - 1
+    for i in range(D):
+        nxt[:] = np.inf
+        prog = progress[i]
+        for s in range(S):
+            v = V[s]
+            if v == np.inf:
                 continue
-            val = movable[a] + cost[a, b]
-            if t_arr not in arrivals:
-                arrivals[t_arr] = (np.full(self.shape, INF),
-                                   np.full(self.shape, -1, dtype=np.int64),
-                                   np.full(self.shape, i, dtype=np.int32))
-            av, ap, at = arrivals[t_arr]
-            better = val < av[b, ..., ARRIVED]
-            if not better.any():
+            kn = s // sKBRM
+            rest = s - kn * sKBRM
+            k = rest // sBRM
+            rest -= k * sBRM
+            b = rest // sRM
+            rest -= b * sRM
+            r = rest // M
+            mode = rest - r * M
+            left = work - (k - b * sigma)
+            h = hold[kn, i]
+            restart = mode == PAUSED
+            may_run = h < np.inf and not (restart and capped and r >= R - 1)
+            restore = mode == READY or mode == ARRIVED or mode == PAUSED
+            if may_run:
+                price = occupy[kn, i]
+                e = kwh[kn]
+                f = free[kn, i]
+                fc = full[kn, i]
+                oc = price * (e - f if e > f else 0.0) + fc     # a full slot
+                rs = sigma if restore else 0.0
+                # end the job in this slot: run what its work still needs
+                if left > EPS and left + rs <= 1.0 + EPS:
+                    e_end = e * (left + rs)
+                    c = v + h + price * (e_end - f if e_end > f else 0.0) + prog * left
+                    if left + rs >= 1.0 - EPS:
+                        c += fc
+                    if c < best:
+                        best, best_i, best_s = c, i, s
+                        if mode >= RUN:
+                            best_a = 10 + CONT
+                        elif mode == FRESH:
+                            best_a = 10 + NEW_FRESH
+                        elif restart:
+                            best_a = 10 + NEW_RESTART
+                        else:
+                            best_a = 10 + NEW_RESTORE
+                # run a full slot that does not end the job
+                nk = k + 1
+                nb, nr = b, r
+                if mode >= RUN:
+                    ell = mode - RUN + 1
+                    nmode = RUN + (ell if ell >= U else ell + 1) - 1
+                    c = v + h + oc + prog
+                    code = CONT
+                elif mode == FRESH:
+                    nmode = RUN
+                    c = v + h + oc + prog
+                    code = NEW_FRESH
+                else:
+                    nmode = RUN
+                    nb = b + 1 if b + 1 < B else B - 1
+                    if restart and capped:
+                        nr = r + 1
+                    c = v + h + oc + prog * (1.0 - sigma)
+                    code = NEW_RESTART if restart else NEW_RESTORE
+                if nk < Kk and work - (nk - nb * sigma) > EPS:
+                    t = kn * sKBRM + nk * sBRM + nb * sRM + nr * M + nmode
+                    if c < nxt[t]:
+                        nxt[t] = c
+                        pred[i + 1, t] = s
+                        ptime[i + 1, t] = i
+                        act[i + 1, t] = code
+            # idle through the slot
+            stay = -1
+            if mode >= RUN:
+                if mode == last_run:
+                    stay = PAUSED
+            elif mode == ARRIVED:
+                if has_window and i + 1 < D and window[kn, i + 1]:
+                    stay = ARRIVED
+            else:
+                stay = mode
+            if stay >= 0:
+                t = s - mode + stay
+                if v < nxt[t]:
+                    nxt[t] = v
+                    pred[i + 1, t] = s
+                    ptime[i + 1, t] = i
+                    act[i + 1, t] = IDLE
+            # move at the start of this slot (not right after arriving, nor in a short run)
+            if has_moves and (mode == FRESH or mode == READY or mode == PAUSED
+                              or mode == last_run):
+                base = s - kn * sKBRM - mode + ARRIVED
+                for kb in range(K):
+                    c = move[kn, kb, i]
+                    if c == np.inf:
+                        continue
+                    ta = i + rho[kn, kb]
+                    if ta >= D:
+                        continue
+                    t = base + kb * sKBRM
+                    slot = ta % ring
+                    if v + c < arr[slot, t]:
+                        arr[slot, t] = v + c
+                        arr_pred[slot, t] = s
+                        arr_time[slot, t] = i
+        slot = (i + 1) % ring
+        for t in range(S):
+            if arr[slot, t] < nxt[t]:
+                nxt[t] = arr[slot, t]
+                pred[i + 1, t] = arr_pred[slot, t]
+                ptime[i + 1, t] = arr_time[slot, t]
+                act[i + 1, t] = MOVE
+            arr[slot, t] = np.inf
+        V, nxt = nxt, V
+    if elastic:
+        for s in range(S):
+            v = V[s]
+            if v == np.inf or s % M == ARRIVED:      # a move is followed by a run
                 continue
-            src = np.ravel_multi_index((np.full(val.shape, a), *np.indices(val.shape)[0:3],
-                                        src_mode[a]), self.shape)
-            av[b, ..., ARRIVED][better] = val[better]
-            ap[b, ..., ARRIVED][better] = src[better]
-            at[b, ..., ARRIVED][better] = i
+            kn = s // sKBRM
+            rest = s - kn * sKBRM
+            k = rest // sBRM
+            b = (rest - k * sBRM) // sRM
+            left = work - (k - b * sigma)
+            c = v + unfinished * (left if left > 0.0 else 0.0)
+            if c < best:
+                best, best_i, best_s, best_a = c, D, s, END
+    return best, best_i, best_s, best_a
 
-    # ---- backtracking ---------------------------------------------------------------------
-    def _path(self, cost: float, i_end: int, flat: int, action: int) -> JobPath:
-        """Walk back from the end; then replay forward to set exact shares."""
-        p = self.p
-        events: list[tuple[int, str, int, int]] = []      # (slot index, kind, site, extra)
-        if action != END:
-            site = int(np.unravel_index(flat, self.shape)[0])
-            events.append((i_end, "finish", site, action - 10))
-        i = i_end
-        while i > 0:
-            pred, tm, act = self.pred[i]
-            a = int(act.flat[flat])
-            src = int(pred.flat[flat])
-            t_from = int(tm.flat[flat])
-            state = np.unravel_index(flat, self.shape)
-            src_state = np.unravel_index(src, self.shape)
-            if a == MOVE:
-                events.append((t_from, "move", int(src_state[0]), int(state[0])))
-            elif a in (CONT, NEW_FRESH, NEW_RESTORE, NEW_RESTART):
-                events.append((i - 1, "run", int(state[0]), a))
-            flat, i = src, (t_from if a == MOVE else i - 1)
-        events.sort()
-        path = JobPath(cost)
-        done, restores, exact = 0.0, 0, True
-        for i, kind, site, extra in events:
-            t = p.release + i
-            if kind == "move":
-                path.moves.append((int(p.sites[site]), int(p.sites[extra]), t))
-                continue
-            restore = extra in (NEW_RESTORE, NEW_RESTART)
-            share = 1.0 - (p.sigma if restore else 0.0)
-            if kind == "finish":
-                share = p.work - done
-                exact = exact and share > -EPS and share + (p.sigma if restore else 0) <= 1 + 1e-7
-            restores += restore
-            done += share
-            path.x[int(p.sites[site]), t] = max(0.0, share)
-        path.unfinished = max(0.0, p.work - done)
-        path.exact = exact and restores <= p.max_restores
-        return path
+
+def _path(p: JobProblem, shape: tuple, cost: float, i_end: int, flat: int, action: int,
+          pred: np.ndarray, ptime: np.ndarray, act: np.ndarray) -> JobPath:
+    """Walk back from the end; then replay forward to set exact shares."""
+    events: list[tuple[int, str, int, int]] = []      # (slot index, kind, site, extra)
+    if action != END:
+        events.append((i_end, "finish", int(np.unravel_index(flat, shape)[0]), action - 10))
+    i = i_end
+    while i > 0:
+        a = int(act[i, flat])
+        src = int(pred[i, flat])
+        t_from = int(ptime[i, flat])
+        site = int(np.unravel_index(flat, shape)[0])
+        if a == MOVE:
+            events.append((t_from, "move", int(np.unravel_index(src, shape)[0]), site))
+        elif a in (CONT, NEW_FRESH, NEW_RESTORE, NEW_RESTART):
+            events.append((i - 1, "run", site, a))
+        flat, i = src, (t_from if a == MOVE else i - 1)
+    events.sort()
+    path = JobPath(cost)
+    done, restores, exact = 0.0, 0, True
+    for i, kind, site, extra in events:
+        t = p.release + i
+        if kind == "move":
+            path.moves.append((int(p.sites[site]), int(p.sites[extra]), t))
+            continue
+        restore = extra in (NEW_RESTORE, NEW_RESTART)
+        share = 1.0 - (p.sigma if restore else 0.0)
+        if kind == "finish":
+            share = p.work - done
+            exact = exact and share > -EPS and share + (p.sigma if restore else 0) <= 1 + 1e-7
+        restores += restore
+        done += share
+        path.x[int(p.sites[site]), t] = max(0.0, share)
+    path.unfinished = max(0.0, p.work - done)
+    path.exact = exact and restores <= p.max_restores
+    return path

@@ -68,13 +68,15 @@ class Index:
 
 
 def build_index(inst: Instance, *, max_sites: int | None = None,
-                must_include: dict[int, set[int]] | None = None, with_moves: bool = True
-                ) -> Index:
+                must_include: dict[int, set[int]] | None = None, with_moves: bool = True,
+                allowed_moves: dict[int, set[tuple[int, int, int]]] | None = None) -> Index:
     """Enumerate the (job, site, slot) triples and moves that can be non-zero.
 
     ``max_sites`` keeps, per job, its origin, the sites in ``must_include[j]`` (e.g. those a
     warm-start plan visits) and the best others by renewable energy during the job's slots.
-    ``with_moves=False`` only sizes the model (reachability without listing moves)."""
+    ``with_moves=False`` only sizes the model (reachability without listing moves).
+    ``allowed_moves[j]`` restricts job j to those moves ``(src, dst, slot)`` (the decomposition's
+    pooled moves)."""
     occ: list[tuple[int, int, int]] = []
     parts: list[Moves] = []
     fixed: set[int] = set()
@@ -84,6 +86,8 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
         sites_of[j] = sites.tolist()
         r, d, origin = int(inst.release_slot[j]), int(inst.deadline_slot[j]), int(inst.origin[j])
         ok, transfer = physics.domain_moves(inst, j, sites, r, d)
+        if allowed_moves is not None:
+            ok = ok & _allowed_mask(sites, r, d, allowed_moves.get(j, set()))
         reach = first_reach(ok, sites == origin, r)
         usable = ok & (np.arange(r, d)[None, None, :] > reach[:, None, None])
         if not usable.any():
@@ -95,6 +99,16 @@ def build_index(inst: Instance, *, max_sites: int | None = None,
             if reach[i] < np.inf:
                 occ += [(j, n, t) for t in range(max(r, int(reach[i])), d)]
     return Index(inst, occ, Moves.concat(parts), fixed, sites_of)
+
+
+def _allowed_mask(sites: np.ndarray, r: int, d: int, allowed: set) -> np.ndarray:
+    """[a, b, t − r]: the moves in ``allowed`` (src, dst, slot) among ``sites``."""
+    pos = {int(n): i for i, n in enumerate(sites)}
+    mask = np.zeros((len(sites), len(sites), d - r), dtype=bool)
+    for (a, b, t) in allowed:
+        if a in pos and b in pos and r <= t < d:
+            mask[pos[a], pos[b], t - r] = True
+    return mask
 
 
 def first_reach(ok: np.ndarray, is_origin: np.ndarray, release: int) -> np.ndarray:

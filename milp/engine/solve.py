@@ -2,12 +2,17 @@
 
 :func:`plan_milp` runs, within ``time_limit_s`` of wall-clock time from its call:
 
-1. **Seeds.** The greedy plans ``feasibility-aware`` and ``wait-awhile`` are scored by the
-   evaluator; the best valid one that meets every deadline is the incumbent (the planners share
-   the slot rules of :mod:`milp.physics`, so it is a point of every engine's model).
-2. **The engine.** ``compact``: the whole MILP of :mod:`milp.engine.compact`, warm-started
-   from the incumbent, capped at its grid energy, solved by HiGHS until the time is up or the
-   gap (relative ``gap`` or absolute ``abs_gap`` kWh) is reached; it gives the bound.
+1. **Seeds.** The greedy plans ``feasibility-aware``, ``wait-awhile`` and ``static`` are
+   scored by the evaluator; the valid ones that meet every deadline are the seeds, the best the
+   incumbent (the planners share the slot rules of :mod:`milp.physics`, so each is a point of
+   every engine's model).
+2. **The engine** (``engine``; ``auto``: ``compact`` up to ``compact_max_triples`` (job,
+   site, slot) triples, else ``decomposition``). ``compact``: the whole MILP of
+   :mod:`milp.engine.compact`, warm-started from the incumbent, capped at its grid energy,
+   solved by HiGHS; its bound is HiGHS's. ``decomposition``: column generation over job
+   schedules, then a MIP over them (:mod:`milp.engine.decomposition`); its bound is the
+   Lagrangian bound of column generation. Both stop at the gap (relative ``gap`` or absolute
+   ``abs_gap`` kWh, whichever comes first) or when the time is up.
 
 The answer is the best schedule found (never worse than the seed), its objective, the bound and
 the gap between them.
@@ -35,14 +40,14 @@ from milp.physics import Solution
 from milp.plan import Migration, Plan
 from milp.policies import POLICIES
 
-SEED_POLICIES = ("feasibility-aware", "wait-awhile")
+SEED_POLICIES = ("feasibility-aware", "wait-awhile", "static")
 
 
 @dataclass
 class SolveOptions:
     time_limit_s: float = 60.0    #: wall-clock seconds from the call (or from ``started``)
-    gap: float = 1e-3             #: stop at this relative gap between plan and bound
-    abs_gap: float = 0.0          #: ... or at this absolute gap (kWh), whichever comes first
+    gap: float = 0.01             #: stop at this relative gap between plan and bound
+    abs_gap: float = 0.05         #: ... or at this absolute gap (kWh), whichever comes first
     threads: int | None = None
     elastic: bool = False         #: allow unfinished work (minimised first)
     max_sites: int | None = None  #: candidate sites per job (None: all)
@@ -50,6 +55,17 @@ class SolveOptions:
     seed: int = 0                 #: random choices of the engine
     log_path: str | None = None   #: keep HiGHS's log here
     started: float | None = None  #: time.perf_counter() the time limit counts from
+    engine: str = "auto"          #: auto, compact or decomposition
+    compact_max_triples: int = 1_000   #: auto: the compact model up to this many triples
+    cg_share: float = 0.6         #: decomposition: share of the time for column generation
+    mip_share: float = 0.5        #: ... of the rest for the MIP over the pooled columns
+    smoothing: float = 0.0        #: ... dual smoothing weight (Wentges; 0 = none)
+    cuts: bool = True             #: ... rounding cuts per (site, slot) at the root
+    max_dives: int = 50           #: ... dives in the integer phase
+    search_moves: int = 200       #: ... ruin-and-recreate tries per search
+    search_size: int = 6          #: ... most jobs re-planned together by one try
+    dive_rounds: int = 5          #: ... pricing rounds between two fixings of a dive
+    dive_fix_share: float = 0.1   #: ... jobs fixed at least per fixing (share of the free ones)
 
 
 @dataclass
@@ -62,8 +78,8 @@ class SolverFacts:
     bound: float | None
     gap: float | None
     seed_s: float                 #: making and scoring the greedy seeds
-    build_s: float                #: index, model, hand-over to the solver
-    solve_s: float                #: solver time
+    build_s: float                #: index, model, hand-over to the solver (setup)
+    solve_s: float                #: solver time (every phase after setup)
     grid_energy_kwh: float | None
     variables: int
     binaries: int
@@ -73,6 +89,12 @@ class SolverFacts:
     warm_start_accepted: bool | None
     improved: bool | None
     elastic: bool
+    bound_source: str | None = None   #: "highs" (compact) or "lagrangian" (decomposition)
+    converged: bool | None = None     #: decomposition: no schedule priced out at the end
+    iterations: int | None = None     #: decomposition: column-generation rounds
+    columns: int | None = None        #: decomposition: schedules in the pool
+    phase_s: dict | None = None       #: decomposition: seconds per phase
+    wall_s: float | None = None       #: from the call (or ``started``) to the answer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,15 +108,30 @@ class NoPlanFound(Exception):
         super().__init__(facts.status)
 
 
-def best_seed(inst: Instance) -> tuple[str, Plan, float] | None:
-    """The greedy plan with least grid energy that is valid and meets every deadline."""
-    best = None
+def seeds_of(inst: Instance) -> list[tuple[str, Plan, float]]:
+    """The greedy plans that are valid and meet every deadline, least grid energy first:
+    (policy, plan, grid kWh)."""
+    out = []
     for name in SEED_POLICIES:
         plan = POLICIES[name](inst, None)
         e = evaluate(inst, plan)
-        if e.valid and e.deadline_misses == 0 and (best is None or e.grid_energy_kwh < best[2]):
-            best = (name, plan, e.grid_energy_kwh)
-    return best
+        if e.valid and e.deadline_misses == 0:
+            out.append((name, plan, e.grid_energy_kwh))
+    return sorted(out, key=lambda s: s[2])
+
+
+def best_seed(inst: Instance) -> tuple[str, Plan, float] | None:
+    """The greedy plan with least grid energy that is valid and meets every deadline."""
+    seeds = seeds_of(inst)
+    return seeds[0] if seeds else None
+
+
+def choose_engine(inst: Instance, opt: SolveOptions) -> str:
+    """``opt.engine``, or for ``auto`` the compact model when it is small enough."""
+    if opt.engine != "auto":
+        return opt.engine
+    size = len(build_index(inst, max_sites=opt.max_sites, with_moves=False).occ)
+    return "compact" if size <= opt.compact_max_triples else "decomposition"
 
 
 def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan, SolverFacts]:
@@ -106,35 +143,46 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     started = opt.started if opt.started is not None else time.perf_counter()
     deadline = started + opt.time_limit_s
     t0 = time.perf_counter()
-    seed = best_seed(inst) if opt.warm_start else None
+    seeds = seeds_of(inst) if opt.warm_start else []
+    seed = seeds[0] if seeds else None
     seed_s = time.perf_counter() - t0
+    engine = choose_engine(inst, opt)
     incumbent = physics.solution_from_plan(inst, seed[1]) if seed else None
-    full = _solve_compact(inst, opt, incumbent, deadline)
+    if engine == "decomposition":
+        run = _solve_decomposition(inst, opt, [physics.solution_from_plan(inst, s[1])
+                                               for s in seeds], deadline)
+    else:
+        run = _solve_compact(inst, opt, incumbent, deadline)
     facts = SolverFacts(
-        engine="compact", status=full.status, objective=None, bound=full.bound, gap=None,
-        seed_s=seed_s, build_s=full.build_s, solve_s=full.solve_s, grid_energy_kwh=None,
-        variables=full.variables, binaries=full.binaries, constraints=full.constraints,
+        engine=engine, status=run.status, objective=None, bound=run.bound, gap=None,
+        seed_s=seed_s, build_s=run.build_s, solve_s=run.solve_s, grid_energy_kwh=None,
+        variables=run.variables, binaries=run.binaries, constraints=run.constraints,
         seed_policy=seed[0] if seed else None, seed_grid_energy_kwh=seed[2] if seed else None,
-        warm_start_accepted=full.warm_start_accepted, improved=None, elastic=opt.elastic)
-    if full.solution is not None and (incumbent is None or opt.elastic or physics.objective(
-            inst, full.solution)[0] <= physics.objective(inst, incumbent)[0] + 1e-9):
-        incumbent = full.solution                # never worse than the seed
-    elif full.solution is not None:
-        full.unfinished = None
+        warm_start_accepted=run.warm_start_accepted, improved=None, elastic=opt.elastic,
+        bound_source=run.bound_source, converged=run.converged, iterations=run.iterations,
+        columns=run.columns, phase_s=run.phase_s)
+    unfinished = (run.unfinished or {}) if opt.elastic else {}
+    if run.solution is not None and (incumbent is None or opt.elastic or physics.objective(
+            inst, run.solution)[0] <= physics.objective(inst, incumbent)[0] + 1e-9):
+        incumbent = run.solution                # never worse than the seed
+    else:
+        unfinished = {}
     if incumbent is None:
         raise NoPlanFound(facts)
-    unfinished = (full.unfinished or {}) if opt.elastic else {}
     facts.objective, facts.grid_energy_kwh = physics.objective(inst, incumbent, unfinished)
-    if full.bound is not None:
-        facts.gap = gap_between(facts.objective, full.bound)
-        if facts.status == "time_limit" and gap_reached(facts.objective, full.bound, opt):
+    if run.bound is not None:
+        facts.gap = gap_between(facts.objective, run.bound)
+        if facts.status in ("time_limit", "stopped") and gap_reached(facts.objective,
+                                                                     run.bound, opt):
             facts.status = "gap_reached"
     if seed is not None:
         facts.improved = facts.grid_energy_kwh < seed[2] - 1e-9
-    info = {"solver": "highs (appsi)", "engine": "compact"}
+    info = {"solver": "highs", "engine": engine}
     if opt.elastic:
         info["unfinished_gpu_h"] = {inst.jobs[j]: round(v, 9) for j, v in unfinished.items()}
-    return physics.plan_from_solution(inst, incumbent, "milp", info), facts
+    plan = physics.plan_from_solution(inst, incumbent, "milp", info)
+    facts.wall_s = time.perf_counter() - started
+    return plan, facts
 
 
 def gap_between(objective: float, bound: float) -> float:
@@ -161,6 +209,33 @@ class _Result:
     constraints: int = 0
     warm_start_accepted: bool | None = None
     unfinished: dict[int, float] | None = None
+    bound_source: str | None = None
+    converged: bool | None = None
+    iterations: int | None = None
+    columns: int | None = None
+    phase_s: dict | None = None
+
+
+def _solve_decomposition(inst: Instance, opt: SolveOptions, seeds: list[Solution],
+                         deadline: float) -> _Result:
+    from milp.engine import decomposition
+
+    res = decomposition.solve(inst, opt, seeds, deadline)
+    f = res.facts
+    out = _Result(solution=res.solution, bound=f.bound, build_s=f.setup_s,
+                  solve_s=f.lp_s + f.pricing_s + f.mip_s + f.dive_s + f.search_s,
+                  unfinished=res.unfinished, bound_source=f.bound_source,
+                  converged=f.converged, iterations=f.iterations, columns=f.columns,
+                  phase_s={"setup": round(f.setup_s, 3), "lp": round(f.lp_s, 3),
+                           "pricing": round(f.pricing_s, 3), "mip": round(f.mip_s, 3),
+                           "search": round(f.search_s, 3), "dives": round(f.dive_s, 3)})
+    if res.infeasible_jobs:
+        out.status = "infeasible"
+    elif res.solution is None:
+        out.status = "time_limit_no_plan"
+    else:
+        out.status = "stopped" if time.perf_counter() < deadline - 0.5 else "time_limit"
+    return out
 
 
 def _solve_compact(inst: Instance, opt: SolveOptions, incumbent: Solution | None,
@@ -197,6 +272,7 @@ def _solve_compact(inst: Instance, opt: SolveOptions, incumbent: Solution | None
                        if v.is_binary() and not v.fixed)
     out.constraints = sum(1 for _ in model.component_data_objects(pyo.Constraint, active=True))
     out.warm_start_accepted = _warm_start_accepted(log_text) if incumbent else None
+    out.bound_source = "highs" if out.bound is not None else None
     if has_solution:
         solver.load_vars()
         out.solution = solution_from_model(model, index)

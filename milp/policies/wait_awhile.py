@@ -62,12 +62,13 @@ def _problem(sim: Simulation, j: int, first: int, end: int, late_from: int | Non
     occupy = inst.slot_h * (kw - np.minimum(spare, kw)) + TIE_COST * (t - first)
     if late_from is not None:
         occupy = occupy + np.where(t >= late_from, LATE_COST, 0.0)
+    # a price per unit of occupancy: kWh per full slot of 1, nothing free
     hold = np.where(sim.gpus_used[n, t] < inst.gpus[n], 0.0, np.inf)
     cap = inst.execution.max_restarts
     return JobProblem(
         sites=np.array([n]), origin_k=0, release=first, deadline=end,
         work=float(sim.left_s[j] / inst.slot_s), sigma=physics.restore_share(inst),
-        hold=hold[None, :], occupy=occupy[None, :], progress=np.zeros(len(t)),
+        hold=hold[None, :], occupy=occupy[None, :], kwh=np.ones(1), progress=np.zeros(len(t)),
         started=bool(inst.from_checkpoint[j]), max_restarts=cap,
         min_run_slots=physics.min_run_slots(inst)[0],
         max_restores=(cap if cap is not None else 8) + 1,
