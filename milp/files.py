@@ -1,13 +1,82 @@
-"""Writing output files so that a failure never leaves a half-written file behind."""
+"""Reading input files within the size policy, and writing output files so that a failure
+never leaves a half-written file behind."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from milp.errors import InputError
+from milp.limits import check_file_size
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def read_input(path: str | Path, source: str | None = None) -> bytes:
+    """The bytes of an input file, refused (as ``source``, default the path) when it is missing,
+    not a regular file, or larger than the size policy allows (checked before reading)."""
+    path = Path(path)
+    source = source or str(path)
+    try:
+        if not path.is_file():
+            raise InputError(source, "file is missing" if not path.exists() else
+                             "is not a regular file")
+        check_file_size(path.stat().st_size, source)
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(source, f"cannot be read ({e.strerror or e})") from None
+
+
+#: Largest whole number a JSON input may hold (int64): beyond it, numbers lose their meaning
+#: as floats, or cannot become one at all.
+MAX_JSON_INT = 2**63 - 1
+
+
+def _json_int(text: str) -> int:
+    value = int(text) if len(text) <= 25 else MAX_JSON_INT + 1
+    if abs(value) > MAX_JSON_INT:
+        digits = len(text.lstrip("-"))
+        raise ValueError(f"holds a whole number of {digits} digits; numbers here must lie "
+                         f"within ±{MAX_JSON_INT:.3g}")
+    return value
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"holds {text}, which is too large to be a number")
+    return value
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON input file (a ``what``: "plan", "state"): refused with one line (file, line
+    when known) when it is missing, too large, not UTF-8, not JSON, nested too deeply, or holds
+    NaN, Infinity or a number too large to compute with."""
+    source = str(path)
+    raw = read_input(path)
+
+    def constant(name: str):
+        raise ValueError(f"{name} is not a number a {what} may hold")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=constant, parse_int=_json_int,
+                          parse_float=_json_float)
+    except RecursionError:
+        raise InputError(source, f"JSON nested too deeply to be a {what}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(source, f"invalid JSON: {e.msg}", line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError(source, "not UTF-8 text") from None
+    except ValueError as e:
+        raise InputError(source, str(e)) from None
+
+
+# ---- writing ---------------------------------------------------------------------------------
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:

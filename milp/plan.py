@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Union
@@ -25,6 +25,7 @@ import pandas as pd
 
 from milp.errors import InputError
 from milp.files import write_atomic
+from milp.limits import MAX_JOBS, check_count
 
 SCHEMA_NAME = "milp-plan"
 SCHEMA_VERSION = 3
@@ -98,7 +99,16 @@ class Plan:
     info: Mapping[str, Any] = field(default_factory=dict)
 
     def job(self, job_id: str) -> JobPlan | None:
-        return next((jp for jp in self.jobs if jp.job == job_id), None)
+        """The chain of job ``job_id`` (its first, if the plan lists it twice), or ``None``."""
+        return self._by_job.get(job_id)
+
+    @cached_property
+    def _by_job(self) -> dict[str, JobPlan]:
+        """Job id → chain, built once: looking every job up stays linear in the plan's size."""
+        index: dict[str, JobPlan] = {}
+        for jp in self.jobs:
+            index.setdefault(jp.job, jp)
+        return index
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +138,8 @@ class Plan:
                 raise InputError(source, f"plan schema version {version} predates the first "
                                  f"published version ({FIRST_VERSION}); re-plan with this milp",
                                  field="version")
+        if isinstance(data, dict) and isinstance(data.get("jobs"), list):
+            check_count(len(data["jobs"]), MAX_JOBS, "jobs", source, field="jobs")
         version = data.get("version") if isinstance(data, dict) else None
         known = type(version) is int and FIRST_VERSION <= version <= SCHEMA_VERSION
         validator = _validator(version if known else SCHEMA_VERSION)
@@ -157,20 +169,10 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(str(path), "file is missing")
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
-        except RecursionError:
-            raise InputError(str(path), "JSON nested too deeply to be a plan") from None
-        except ValueError as e:
-            if isinstance(e, json.JSONDecodeError):
-                raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
-            if isinstance(e, UnicodeDecodeError):
-                raise InputError(str(path), "not UTF-8 text") from None
-            raise InputError(str(path), str(e)) from None
-        return cls.from_dict(data, str(path))
+        """Read and check a plan.json (schema, size policy, printable names)."""
+        from milp.files import read_json
+
+        return cls.from_dict(read_json(path, "plan"), str(path))
 
 
 def _printable(text: str, source: str, where: str) -> None:
@@ -189,10 +191,6 @@ def _own_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError
         if own:
             return jsonschema.exceptions.best_match(own)
     return error
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number a plan may hold")
 
 
 def _step_dict(step: Step) -> dict[str, Any]:

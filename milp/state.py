@@ -32,8 +32,9 @@ import numpy as np
 
 from milp.errors import InputError
 from milp.evaluate import Evaluation, evaluate
-from milp.files import write_atomic
+from milp.files import read_json, write_atomic
 from milp.instance import Instance, read_only
+from milp.limits import MAX_BANDWIDTH_FACTOR, MAX_JOBS, check_count
 from milp.plan import JobPlan, Migration, Plan, Run
 
 STATE_SCHEMA = "milp-state"
@@ -95,17 +96,7 @@ def parse_time(inst: Instance, text: str, source: str, fld: str) -> float:
 def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State:
     """Read and check ``STATE.json`` against ``inst``; ``at`` (CLI ``--at``) overrides its time."""
     src = str(path)
-    try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8"),
-                          parse_constant=lambda c: math.nan)
-    except FileNotFoundError:
-        raise InputError(src, "file is missing") from None
-    except RecursionError:
-        raise InputError(src, "JSON nested too deeply to be a state") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        line = getattr(e, "lineno", None)
-        raise InputError(src, f"not a JSON state file ({getattr(e, 'msg', 'not UTF-8')})",
-                         line=line) from None
+    data = read_json(path, "state")
     if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
         raise InputError(src, f"not a state file (\"schema\" must be {STATE_SCHEMA!r})",
                          field="schema")
@@ -133,8 +124,9 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
                              f"state does not say where the jobs were then")
     factor = data.get("bandwidth_factor", 1.0)
     if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
-            and 0 < factor <= 1e6):
-        raise InputError(src, "must be a number > 0", field="bandwidth_factor")
+            and 0 < factor <= MAX_BANDWIDTH_FACTOR):
+        raise InputError(src, f"must be a number > 0 and <= {MAX_BANDWIDTH_FACTOR:g}",
+                         field="bandwidth_factor")
     down = data.get("down_sites", [])
     if not isinstance(down, list):
         raise InputError(src, "must be a list of sites", field="down_sites")
@@ -142,6 +134,7 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
     rows = data.get("jobs", [])
     if not isinstance(rows, list):
         raise InputError(src, "must be a list", field="jobs")
+    check_count(len(rows), MAX_JOBS, "jobs", src, field="jobs")
     jobs: dict[int, JobState] = {}
     for i, row in enumerate(rows):
         where = f"jobs[{i}]"
@@ -184,6 +177,7 @@ class Remainder:
     inst: Instance
     offset: int
     jobs: tuple[int, ...] = field(default=())
+
 
     @property
     def offset_s(self) -> float:

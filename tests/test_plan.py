@@ -164,3 +164,39 @@ def test_deeply_nested_json_is_refused(tmp_path):
     (tmp_path / "p.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="nested too deeply"):
         Plan.load(tmp_path / "p.json")
+
+
+# ---- numbers too large to compute with ------------------------------------------------------
+
+@pytest.mark.parametrize("field, text", [("slot_minutes", "1" + "0" * 400),
+                                         ("slot_minutes", "-" + "9" * 30),
+                                         ("slot_minutes", "1e999"),
+                                         ("end_s", "9" * 5000)])
+def test_numbers_too_large_to_compute_with_are_one_line(tmp_path, field, text):
+    """A JSON integer beyond a float's range used to reach the evaluator (OverflowError);
+    5000 digits, Python's own limit for int()."""
+    from tests.test_hostile import run_main
+
+    p = Plan("tiny-3site", "2024-06-01T00:00:00-07:00", 15, "p",
+             (JobPlan("j01", (Run("city", 0, 1800),)),))
+    raw = p.to_json().replace('"slot_minutes": 15', f'"slot_minutes": {text}') \
+        if field == "slot_minutes" else p.to_json().replace('"end_s": 1800', f'"end_s": {text}')
+    (tmp_path / "p.json").write_text(raw)
+    for args in (["evaluate", TINY, tmp_path / "p.json"],
+                 ["export", "csv", tmp_path / "p.json", "--out", tmp_path / "o.csv"]):
+        code, out, err = run_main(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"error: {tmp_path / 'p.json'}: holds ")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_huge_numbers_in_a_state_are_one_line(tmp_path):
+    from tests.test_hostile import run_main
+
+    (tmp_path / "s.json").write_text(
+        '{"schema": "milp-state", "version": 1, "at": "2024-06-01T06:00:00-07:00", "jobs": '
+        '[{"job": "j01", "site": "city", "work_left_h": 1' + "0" * 400 + '}]}')
+    code, out, err = run_main("replan", TINY, "--state", tmp_path / "s.json", "--policy",
+                              "static", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and "401 digits" in err
+    assert not (tmp_path / "o").exists()

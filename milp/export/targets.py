@@ -83,10 +83,11 @@ class SiteMap:
         """Read and check a site-map file; ``None`` gives the defaults."""
         if path is None:
             return cls()
-        if not path.is_file():
-            raise InputError(str(path), "file is missing")
+        from milp.files import read_input
+
+        raw = read_input(path)
         try:
-            data = tomllib.loads(path.read_bytes().decode("utf-8"))
+            data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise InputError(str(path), "not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:
