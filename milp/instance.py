@@ -463,8 +463,7 @@ def _numbers(df: pd.DataFrame, name: str, col: str, *, positive: bool = False,
     vals = pd.to_numeric(raw, errors="coerce").astype(float)
     checks = [
         (~np.isfinite(vals), "is not a finite number"),
-        (vals < 0, "must be >= 0"),
-        (vals == 0 if positive else vals != vals, "must be > 0"),
+        (vals <= 0 if positive else vals < 0, "must be > 0" if positive else "must be >= 0"),
         (vals > HUGE, f"is implausibly large (> {HUGE:g})"),
         (vals != np.round(vals) if integer else vals != vals, "must be a whole number"),
     ]
@@ -500,10 +499,14 @@ def _site_refs(df: pd.DataFrame, name: str, col: str, sites: list[str]) -> np.nd
 
 
 def _time_offsets(df: pd.DataFrame, name: str, col: str, start: datetime, slot_s: float,
-                  n_slots: int, *, optional: bool = False) -> np.ndarray:
+                  n_slots: int, *, optional: bool = False, in_order: bool = False
+                  ) -> np.ndarray:
     """Slot index of each ISO time in a column (NaN where empty and ``optional``).
 
-    Times must carry a UTC offset, sit on the slot grid and lie in ``[start, end]``.
+    Times must carry a UTC offset, sit on the slot grid and lie in ``[start, end]``. With
+    ``in_order``, row ``i`` must be slot ``i``: checked row by row with the others, so that the
+    first row out of step is the one named (a day written in wall-clock times across a
+    daylight-saving change goes wrong where the clock jumps, not at the end).
     """
     cells = _cells(df, name, col, optional=optional)
     out = np.full(len(cells), np.nan)
@@ -525,6 +528,10 @@ def _time_offsets(df: pd.DataFrame, name: str, col: str, start: datetime, slot_s
         if not 0 <= round(k) <= n_slots:
             raise InputError(name, f"{value!r} is outside the horizon", line=int(line),
                              field=col)
+        if in_order and round(k) != i:
+            raise InputError(name, f"expected the time of slot {i} "
+                             f"({start + timedelta(seconds=i * slot_s):%Y-%m-%dT%H:%M%z}), "
+                             f"found that of slot {round(k)}", line=int(line), field=col)
         out[i] = round(k)
     return out
 
@@ -557,12 +564,7 @@ def _read_sites(d: Path) -> dict[str, Any]:
 def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
                     n_slots: int) -> np.ndarray:
     df = _read_csv(d, RENEWABLE, ["time", *sites])
-    slots = _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots)
-    for i, (line, k) in enumerate(zip(df.index, slots)):
-        if k != i:
-            raise InputError(RENEWABLE, f"expected the time of slot {i} "
-                             f"({start + timedelta(seconds=i * slot_s):%Y-%m-%dT%H:%M%z})",
-                             line=int(line), field="time")
+    _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots, in_order=True)
     if len(df) != n_slots:
         raise InputError(RENEWABLE, f"{len(df)} rows where instance.toml has {n_slots} slots",
                          line=int(df.index[-1]))
