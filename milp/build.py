@@ -39,6 +39,7 @@ import pandas as pd
 
 from milp import feasibility as fz
 from milp.errors import InputError
+from milp.files import staged_dir
 from milp.limits import MAX_JOB_SLOTS, MAX_JOBS, MAX_SITES, MAX_SLOTS, POLICY, max_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -609,7 +610,6 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
         ren_rows.append([(start + timedelta(minutes=t * p.slot_minutes)).isoformat(),
                          *(_num(v) for v in kw[:, t])])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "instance.toml": _toml(p, start, n_slots, facts, picks, fuels),
         "sites.csv": _csv(site_rows),
@@ -617,12 +617,13 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
         "links.csv": _csv(link_rows),
         "jobs.csv": _csv(job_rows),
     }
-    for fname, text in files.items():
-        (out_dir / fname).write_bytes(text.encode("utf-8"))
-    inst = load_instance(out_dir)
-    (out_dir / "README.md").write_bytes(
-        _readme(p, inst, describe(inst), facts, picks, fuels, regions, names, preset
-                ).encode("utf-8"))
+    with staged_dir(out_dir) as stage:         # the six files, checked, or nothing
+        for fname, text in files.items():
+            (stage / fname).write_bytes(text.encode("utf-8"))
+        inst = load_instance(stage)
+        (stage / "README.md").write_bytes(
+            _readme(p, inst, describe(inst), facts, picks, fuels, regions, names, preset
+                    ).encode("utf-8"))
     return out_dir
 
 
