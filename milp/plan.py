@@ -175,6 +175,62 @@ class Plan:
         return cls.from_dict(read_json(path, "plan"), str(path))
 
 
+def check_chains(plan: Plan, source: str = "plan.json") -> None:
+    """Refuse, with one line naming the job and step, a plan that no instance can make valid:
+    what can be checked without the instance, before a plan from elsewhere is exported.
+
+    Each job is listed once; its steps are in time order (a step starts when the previous one
+    has ended: a run at its end, a migration when its transfer is done, as the evaluator
+    sequences them); a run ends after it starts and its restore fits in it; a migration's
+    disruption covers its transfer and it leaves the site the job is at (the site of its
+    previous run or migration), for another site; a run is at the site the job is at. Times
+    are finite seconds from 0 to 1e9 and sizes finite (the schema's bounds, which
+    :meth:`Plan.from_dict` checks). The evaluator checks the rest against an instance."""
+    from milp.evaluate import EPS_S
+
+    first: dict[str, int] = {}
+    for i, jp in enumerate(plan.jobs):
+        if jp.job in first:
+            raise InputError(source, f"job {jp.job!r} is listed twice (also jobs[{first[jp.job]}])",
+                             field=f"jobs[{i}].job")
+        first[jp.job] = i
+        here: str | None = None       # the site the job is at, once a step has said it
+        free = 0.0                    # when the previous step has ended
+        for k, s in enumerate(jp.steps):
+            where = f"jobs[{i}].steps[{k}]"
+            if s.start_s < free - EPS_S:
+                raise InputError(source, f"job {jp.job!r} step {k} starts at {s.start_s:g} s, "
+                                 f"before its previous step ends ({free:g} s): steps must be in "
+                                 f"time order", field=f"{where}.start_s")
+            if isinstance(s, Run):
+                if s.end_s <= s.start_s:
+                    raise InputError(source, f"job {jp.job!r} step {k} is a run that ends at "
+                                     f"{s.end_s:g} s, not after it starts ({s.start_s:g} s)",
+                                     field=f"{where}.end_s")
+                if s.restore_s > s.duration_s + EPS_S:
+                    raise InputError(source, f"job {jp.job!r} step {k}: restore of "
+                                     f"{s.restore_s:g} s is longer than the run "
+                                     f"({s.duration_s:g} s)", field=f"{where}.restore_s")
+                if here is not None and s.site != here:
+                    raise InputError(source, f"job {jp.job!r} step {k} runs at {s.site!r}, but "
+                                     f"the job is at {here!r} (no migration took it there)",
+                                     field=f"{where}.site")
+                here, free = s.site, s.end_s
+            else:
+                if s.src == s.dst:
+                    raise InputError(source, f"job {jp.job!r} step {k} migrates from {s.src!r} "
+                                     f"to itself", field=f"{where}.dst")
+                if here is not None and s.src != here:
+                    raise InputError(source, f"job {jp.job!r} step {k} migrates from {s.src!r}, "
+                                     f"but the job is at {here!r}", field=f"{where}.src")
+                if s.disruption_s < s.transfer_s - EPS_S:
+                    raise InputError(source, f"job {jp.job!r} step {k}: disruption of "
+                                     f"{s.disruption_s:g} s is shorter than its transfer "
+                                     f"({s.transfer_s:g} s), which it includes",
+                                     field=f"{where}.disruption_s")
+                here, free = s.dst, s.start_s + s.transfer_s
+
+
 def _printable(text: str, source: str, where: str) -> None:
     """Names end up in scripts, manifests and messages: no line breaks or control characters."""
     if not text.isprintable():
