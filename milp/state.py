@@ -177,7 +177,10 @@ class Remainder:
     inst: Instance
     offset: int
     jobs: tuple[int, ...] = field(default=())
-
+    #: Jobs with work left whose checkpoint is ready only after the last slot starts: they
+    #: cannot run again before the horizon ends, so they are not in ``inst`` (full instance's
+    #: index → its state). They stay unfinished; :func:`replan`'s callers report them.
+    late: dict[int, JobState] = field(default_factory=dict)
 
     @property
     def offset_s(self) -> float:
@@ -191,7 +194,8 @@ def remainder(inst: Instance, state: State) -> Remainder:
     where it is ready (and not before its own release). A job that has run or moved resumes
     from its checkpoint: even its first run in the remainder begins with a restore. A deadline already passed, or too close
     to hold the job's release slot, becomes the end of the horizon (the job is late either way;
-    the evaluator reports it). Sites down have no GPU and no renewable power; links carry
+    the evaluator reports it). A job whose checkpoint is ready only after the last slot starts
+    cannot run again today: it is left out, in :attr:`Remainder.late`. Sites down have no GPU and no renewable power; links carry
     ``bandwidth_factor`` of their Gbps.
     """
     offset = math.ceil(state.at_s / inst.slot_s - 1e-9)
@@ -199,6 +203,7 @@ def remainder(inst: Instance, state: State) -> Remainder:
         raise InputError("--at", "no slot starts after this time: nothing is left to plan")
     n_slots = inst.n_slots - offset
     keep, origin, release, deadline, work, resumes = [], [], [], [], [], []
+    late: dict[int, JobState] = {}
     for j in range(inst.n_jobs):
         s = state.jobs.get(j, JobState(int(inst.origin[j]), float(inst.work_h[j]),
                                        float(inst.release_s[j])))
@@ -206,7 +211,10 @@ def remainder(inst: Instance, state: State) -> Remainder:
             continue
         r = max(int(inst.release_slot[j]),
                 math.ceil(s.ready_s / inst.slot_s - 1e-9)) - offset
-        r = min(max(r, 0), n_slots - 1)
+        if r >= n_slots:          # ready after the last slot starts: no slot left to run in
+            late[j] = s
+            continue
+        r = max(r, 0)
         d = int(inst.deadline_slot[j]) - offset
         keep.append(j)
         origin.append(s.site)
@@ -233,7 +241,7 @@ def remainder(inst: Instance, state: State) -> Remainder:
         work_h=read_only(np.array(work, dtype=float)), checkpoint_gb=read_only(inst.checkpoint_gb[idx]),
         compute_kw=read_only(inst.compute_kw[idx]), extra={},
         from_checkpoint=read_only(np.array(resumes, dtype=bool)))
-    return Remainder(sub, offset, tuple(keep))
+    return Remainder(sub, offset, tuple(keep), late)
 
 
 def shift(plan: Plan, inst: Instance, offset_s: float, policy: str) -> Plan:

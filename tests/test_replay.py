@@ -427,3 +427,20 @@ def test_at_before_the_states_own_time_is_refused(tmp_path):
     r = run_cli("replan", TINY, "--state", state, "--at", "2h", "--policy", "static",
                 "--out", tmp_path / "o")
     assert r.exit_code == 2 and "before the state's own time" in r.error
+
+
+# ---- issue 19 ---------------------------------------------------------------------------------
+
+def test_the_remainder_leaves_out_a_job_ready_after_the_last_slot_starts():
+    """Its release used to be clamped to the last slot, so a plan ran it from 23:45 on a
+    checkpoint that arrives at 23:55."""
+    inst = load_instance(TINY)
+    j4, j5 = inst.job_index_map["j04"], inst.job_index_map["j05"]
+    state = State(at_s=23 * H + 40 * 60, jobs={j4: JobState(1, 0.1, 23 * H + 55 * 60),
+                                               j5: JobState(1, 0.1, 23 * H + 40 * 60)})
+    plan, rest, local = replan(inst, state, "static")
+    assert "j04" not in rest.inst.jobs and rest.late == {j4: state.jobs[j4]}
+    assert rest.inst.release_slot[rest.inst.job_index_map["j05"]] == 0
+    assert all(s.start_s >= 23 * H + 55 * 60 for s in plan.job("j04").steps) \
+        if plan.job("j04") else True
+    assert plan.job("j05").steps and evaluate(rest.inst, local).valid
