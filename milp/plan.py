@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import jsonschema
 import numpy as np
@@ -26,6 +26,9 @@ import pandas as pd
 from milp.errors import InputError
 from milp.files import write_atomic
 from milp.limits import MAX_JOBS, check_count
+
+if TYPE_CHECKING:
+    from milp.instance import Instance
 
 SCHEMA_NAME = "milp-plan"
 SCHEMA_VERSION = 3
@@ -229,6 +232,20 @@ def check_chains(plan: Plan, source: str = "plan.json") -> None:
                                      f"({s.transfer_s:g} s), which it includes",
                                      field=f"{where}.disruption_s")
                 here, free = s.dst, s.start_s + s.transfer_s
+
+
+def check_names(plan: Plan, inst: Instance, source: str = "plan.json") -> None:
+    """Refuse a plan that names a job or a site ``inst`` does not have (a plan of another
+    instance), naming the first such job or step."""
+    for i, jp in enumerate(plan.jobs):
+        if jp.job not in inst.job_index_map:
+            raise InputError(source, f"job {jp.job!r} is not a job of instance {inst.name!r}",
+                             field=f"jobs[{i}].job")
+        for k, s in enumerate(jp.steps):
+            for site in (s.site,) if isinstance(s, Run) else (s.src, s.dst):
+                if site not in inst.site_index_map:
+                    raise InputError(source, f"site {site!r} is not a site of instance "
+                                     f"{inst.name!r}", field=f"jobs[{i}].steps[{k}]")
 
 
 def _printable(text: str, source: str, where: str) -> None:

@@ -631,6 +631,29 @@ def test_parameters_and_simple_substitutions_before_a_placeholder_are_fine(tmp_p
 
 # ---- plans from elsewhere are checked before any export --------------------------------------
 
+IMPOSSIBLE = {
+    "a run ending 13.9 h before it starts": ((Run("s", 50_000.0, 0.0),), "not after it starts"),
+    "steps out of time order": ((Run("s", 3600.0, 7200.0), Run("s", 0.0, 1800.0)),
+                                "time order"),
+    "a move from a site the job is not at": (
+        (Run("s", 0.0, 1800.0), Migration("t", "u", 1800.0, 1, 1, 11.4),
+         Run("u", 2700.0, 3600.0, restore_s=11.4)), "but the job is at 's'"),
+}
+
+
+@pytest.mark.parametrize("case", IMPOSSIBLE)
+@pytest.mark.parametrize("kind", ["json", "csv", "steps", "slurm", "kubernetes", "argo"])
+def test_an_impossible_plan_is_refused_by_every_export(tmp_path, case, kind):
+    steps, words = IMPOSSIBLE[case]
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", steps),))
+    path = plan.save(tmp_path / "plan.json")
+    out = tmp_path / ("o.file" if kind in ("json", "csv", "steps") else "o")
+    r = cli("export", kind, path, "--out", out)
+    assert r.exit_code == 2 and r.error.startswith(f"error: {path}, field 'jobs[0].steps[")
+    assert words in r.error and not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["csv", "steps", "slurm", "kubernetes", "argo"])
 def test_a_plan_ending_after_year_9999_is_one_line(tmp_path, kind):
     plan = Plan(instance="x", start="9999-12-30T00:00:00+00:00", slot_minutes=15, policy="p",
@@ -668,6 +691,44 @@ def test_long_job_ids_give_short_script_names_and_too_long_ones_one_line(tmp_pat
 
 
 # ---- what is already in --out -------------------------------------------------------------
+
+def test_an_export_keeps_the_users_files_and_replaces_its_own(moving_plan, tmp_path):
+    """It used to replace the whole jobs/ folder of --out, user files included."""
+    import subprocess
+    import sys
+
+    for kind in ("slurm", "kubernetes"):
+        out = tmp_path / kind
+        assert cli("export", kind, moving_plan, "--out", out).exit_code == 0
+        (out / "jobs" / "notes.txt").write_text("mine")
+        (out / "jobs" / "by-hand.yaml").write_text("x")
+        assert cli("export", kind, moving_plan, "--out", tmp_path / "fresh" / kind,
+                   "--plan-id", "again").exit_code == 0
+        r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()",
+                            "export", kind, str(moving_plan), "--out", str(out),
+                            "--plan-id", "again"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (out / "jobs" / "notes.txt").read_text() == "mine"
+        fresh = {p.name for p in (tmp_path / "fresh" / kind / "jobs").iterdir()}
+        assert {p.name for p in (out / "jobs").iterdir()} == fresh | {"notes.txt",
+                                                                       "by-hand.yaml"}
+        assert r.stderr.startswith("warning: kept 2 file(s) milp did not write")
+        assert "notes.txt" in r.stderr
+
+
+def test_an_output_name_taken_by_a_folder_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "o"
+    (out / "plan.json").mkdir(parents=True)
+    (out / "plan.json" / "precious").write_text("x")
+    r = cli("plan", TINY_DIR, "--policy", "static", "--out", out)
+    assert r.exit_code == 2 and "is a folder where milp writes a file" in r.error
+    assert (out / "plan.json" / "precious").read_text() == "x"
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "jobs").write_text("a file")
+    r = cli("export", "kubernetes", plan_of_a_day(tmp_path), "--out", tmp_path / "k")
+    assert r.exit_code == 2 and "where milp writes a folder" in r.error
+    assert (tmp_path / "k" / "jobs").read_text() == "a file"
+
 
 def test_two_exports_into_one_folder_at_once_both_succeed(moving_plan, tmp_path):
     import sys
