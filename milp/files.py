@@ -3,7 +3,6 @@ never leaves a half-written file behind."""
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
 import math
@@ -18,6 +17,11 @@ from typing import Any, Callable, Iterator
 
 from milp.errors import InputError
 from milp.limits import check_file_size
+
+try:
+    import fcntl
+except ImportError:                 # pragma: no cover - not a POSIX system: no lock
+    fcntl = None
 
 # ---- reading ---------------------------------------------------------------------------------
 
@@ -256,7 +260,8 @@ def staged_dir(out: str | Path, replaces: tuple[str, ...] = (),
             out.mkdir(exist_ok=True)
             fd = os.open(out, os.O_RDONLY)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)       # another run's move into out waits
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)   # another run's move into out waits
                 _move_in(stage, out, replaces, kept)
             finally:
                 os.close(fd)
