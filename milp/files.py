@@ -47,6 +47,7 @@ MAX_JSON_INT = 2**63 - 1
 
 
 def _json_int(text: str) -> int:
+    """A JSON integer, refused beyond :data:`MAX_JSON_INT` (without parsing 5000 digits)."""
     value = int(text) if len(text) <= 25 else MAX_JSON_INT + 1
     if abs(value) > MAX_JSON_INT:
         digits = len(text.lstrip("-"))
@@ -56,6 +57,7 @@ def _json_int(text: str) -> int:
 
 
 def _json_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused when it overflows (1e999)."""
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"holds {text}, which is too large to be a number")
@@ -105,6 +107,7 @@ def _temp_prefix(path: Path) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -48,12 +48,14 @@ def _quote(value: str, context: str) -> str:
 
 
 def _value(values: dict[str, str], name: str, option: str) -> str:
+    """The value of placeholder ``name`` in this step (refused if it has none)."""
     if name not in values:
         raise InputError(option, f"{{{name}}} has no value in a run step; it is for transfers")
     return values[name]
 
 
 def _unreadable(option: str, name: str, what: str) -> InputError:
+    """The refusal of a placeholder whose quoting cannot be followed (``what``: where)."""
     return InputError(option, f"{{{name}}} comes {what}, where milp cannot tell how the shell "
                       f"reads it, so it cannot quote it safely; write \"$MILP_{name.upper()}\" "
                       f"there (every step has its values in the environment), or put "
