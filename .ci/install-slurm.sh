@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install a real Slurm (slurmctld, slurmd, client tools) and MUNGE from Debian's packages, for
-# tests/test_slurm_cluster.py. Idempotent: does nothing when the binaries are already on PATH.
+# tests/test_slurm_cluster.py, and rsync, which the default transfer command of the exports runs
+# (tests/test_export.py runs it as an rsync older than 3.2.4 would). Idempotent: does nothing
+# when the binaries are already on PATH.
 # Never fails CI: where Slurm cannot be installed it says why on one line and exits 0, and the
 # Slurm tests then skip, saying so. The daemons are not started here: the tests start their own
 # (tests/slurm_cluster.py), with their own config under a temporary folder.
@@ -10,8 +12,8 @@ set -uo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 log=/tmp/install-slurm.log
-need=(slurmctld slurmd sbatch munged)
-packages=(slurmctld slurmd slurm-client munge)
+need=(slurmctld slurmd sbatch munged rsync)
+packages=(slurmctld slurmd slurm-client munge rsync)
 
 missing() {
     local b

@@ -39,6 +39,8 @@ import pandas as pd
 
 from milp import feasibility as fz
 from milp.errors import InputError
+from milp.files import staged_dir
+from milp.limits import MAX_JOB_SLOTS, MAX_JOBS, MAX_SITES, MAX_SLOTS, POLICY, max_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "instances" / "sources"     #: default data dir (copies of the source data)
@@ -163,16 +165,23 @@ def check_params(p: BuildParams, file: str = CLI_FILE) -> BuildParams:
         date.fromisoformat(p.day)
     except ValueError:
         raise bad("day", f"{p.day!r} is not a calendar day") from None
-    for name, lo, hi in (("days", 1, 366), ("sites", 1, len(REGIONS)),
-                         ("gpus_per_site", 1, 100_000), ("jobs", 1, 1_000_000),
+    for name, lo, hi in (("days", 1, 366), ("sites", 1, min(len(REGIONS), MAX_SITES)),
+                         ("gpus_per_site", 1, 100_000), ("jobs", 1, MAX_JOBS),
                          ("seed", 0, 2**63 - 1), ("slot_minutes", 1, 1440)):
         v = getattr(p, name)
         if not _is_int(v) or not lo <= v <= hi:
             why = (f" (throughput.csv has {len(REGIONS)} cloud regions, one per site)"
-                   if name == "sites" else "")
+                   if name == "sites" else f" ({POLICY})" if name == "jobs" else "")
             raise bad(name, f"must be a whole number from {lo} to {hi}, got {v!r}{why}")
     if 1440 % p.slot_minutes:
         raise bad("slot_minutes", f"must divide a day (1440 min), got {p.slot_minutes}")
+    slots = p.days * 1440 // p.slot_minutes
+    if slots > MAX_SLOTS:
+        raise bad("days", f"{p.days} days of {p.slot_minutes}-minute slots are {slots} slots; "
+                          f"an instance has at most {MAX_SLOTS} ({POLICY})")
+    if p.jobs > max_jobs(slots):
+        raise bad("jobs", f"{p.jobs} jobs over {slots} slots: at most {max_jobs(slots)} (jobs x "
+                          f"slots at most {MAX_JOB_SLOTS}; {POLICY})")
     mix = p.class_mix
     if (isinstance(mix, (str, bytes)) or not hasattr(mix, "__len__") or len(mix) != 3
             or not all(_is_num(x) for x in mix)):
@@ -601,7 +610,6 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
         ren_rows.append([(start + timedelta(minutes=t * p.slot_minutes)).isoformat(),
                          *(_num(v) for v in kw[:, t])])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "instance.toml": _toml(p, start, n_slots, facts, picks, fuels),
         "sites.csv": _csv(site_rows),
@@ -609,12 +617,13 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
         "links.csv": _csv(link_rows),
         "jobs.csv": _csv(job_rows),
     }
-    for fname, text in files.items():
-        (out_dir / fname).write_bytes(text.encode("utf-8"))
-    inst = load_instance(out_dir)
-    (out_dir / "README.md").write_bytes(
-        _readme(p, inst, describe(inst), facts, picks, fuels, regions, names, preset
-                ).encode("utf-8"))
+    with staged_dir(out_dir) as stage:         # the six files, checked, or nothing
+        for fname, text in files.items():
+            (stage / fname).write_bytes(text.encode("utf-8"))
+        inst = load_instance(stage)
+        (stage / "README.md").write_bytes(
+            _readme(p, inst, describe(inst), facts, picks, fuels, regions, names, preset
+                    ).encode("utf-8"))
     return out_dir
 
 

@@ -14,8 +14,16 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+try:                                       # typer >= 0.20 carries its own copy of click
+    from typer import _click as click
+except ImportError:                        # pragma: no cover - older typer
+    import click
+#: Raised for a command given no arguments where it shows its help (click 8.2 and later).
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 from milp import feasibility as fz
 from milp.errors import InputError
+from milp.limits import HUGE, MAX_BANDWIDTH_FACTOR, MAX_RENEWABLE_NOISE, MAX_SITES
 from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_MARGIN_S,
                          DEFAULT_SIGNAL, DEFAULT_TRANSFER, DEFAULT_TTL_S, DEFAULT_WAIT_IMAGE)
 
@@ -23,6 +31,53 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+#: Lines of violations (or other lists) a command prints before "... and N more".
+MAX_LINES = 20
+#: Largest seed (HiGHS takes a 32-bit random_seed; the same bound for replay's noise).
+MAX_SEED = 2**31 - 1
+
+
+def _number(low: float = 0.0, high: float = HUGE, *, above: bool = False):
+    """A typer callback: the option's value (or each of its values) must be a finite number
+    from ``low`` (excluded when ``above``) to ``high``; otherwise one ``error:`` line, exit 2.
+    The message says the range as it is, so 0 is never called allowed when it is refused."""
+    def check(param: typer.CallbackParam, value):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is None:
+                continue
+            if not (math.isfinite(v) and (v > low if above else v >= low) and v <= high):
+                where = f"> {low:g} and <= {high:g}" if above else f"from {low:g} to {high:g}"
+                raise InputError(_option_name(param), f"{v!r} is not a number {where}")
+        return value
+    return check
+
+
+def _whole(low: int, high: int):
+    """A typer callback: a whole number from ``low`` to ``high``."""
+    def check(param: typer.CallbackParam, value):
+        if value is not None and not low <= value <= high:
+            raise InputError(_option_name(param), f"{value} is not a whole number from {low} to "
+                             f"{high}")
+        return value
+    return check
+
+
+def _option_name(param) -> str:
+    """How the command line names an option (``--out``) or an argument (``DIRECTORY``)."""
+    opts = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+    if opts:
+        return opts[0]
+    return (getattr(param, "name", None) or "argument").upper()
+
+
+def _echo_capped(lines: list[str], prefix: str, *, err: bool = False,
+                 limit: int = MAX_LINES, more: str = "") -> None:
+    """Print at most ``limit`` of ``lines`` (each after ``prefix``), then "... and N more"."""
+    for line in lines[:limit]:
+        typer.echo(f"{prefix}{line}", err=err)
+    if len(lines) > limit:
+        typer.echo(f"{prefix}... and {len(lines) - limit} more{more}", err=err)
 
 
 def _emit_json(data) -> None:
@@ -89,25 +144,26 @@ def _restarts(cap: int | None) -> str:
 
 @app.command()
 def feasibility(
-    checkpoint_gb: Annotated[float, typer.Option(help="Checkpoint size (GB).", min=0)],
-    bandwidth_gbps: Annotated[float, typer.Option(help="WAN bandwidth (Gbps).", min=0)],
+    checkpoint_gb: Annotated[float, typer.Option(help="Checkpoint size (GB).",
+                                                 callback=_number())],
+    bandwidth_gbps: Annotated[float, typer.Option(help="WAN bandwidth (Gbps).",
+                                                  callback=_number())],
     window_h: Annotated[float, typer.Option(help="Renewable window left at the destination "
-                                            "(hours).", min=0)] = fz.STUDY_WINDOWS_H[0],
+                                            "(hours).", callback=_number())]
+    = fz.STUDY_WINDOWS_H[0],
     alpha: Annotated[float, typer.Option(help="Share of the window a move may take.",
-                                         min=0, max=1)] = fz.ALPHA,
-    load_time_s: Annotated[float, typer.Option(help="Checkpoint load time (s).", min=0)]
-    = fz.LOAD_TIME_S,
-    downtime_s: Annotated[float, typer.Option(help="Stop-and-copy downtime (s).", min=0)]
-    = fz.DOWNTIME_S,
-    transfer_kw: Annotated[float, typer.Option(help="Power while transferring (kW).", min=0)]
-    = fz.TRANSFER_KW,
-    compute_kw: Annotated[float, typer.Option(help="Power while computing (kW).", min=0)]
-    = fz.COMPUTE_KW,
+                                         callback=_number(0, 1))] = fz.ALPHA,
+    load_time_s: Annotated[float, typer.Option(help="Checkpoint load time (s).",
+                                               callback=_number())] = fz.LOAD_TIME_S,
+    downtime_s: Annotated[float, typer.Option(help="Stop-and-copy downtime (s).",
+                                              callback=_number())] = fz.DOWNTIME_S,
+    transfer_kw: Annotated[float, typer.Option(help="Power while transferring (kW).",
+                                               callback=_number())] = fz.TRANSFER_KW,
+    compute_kw: Annotated[float, typer.Option(help="Power while computing (kW).",
+                                              callback=_number(above=True))] = fz.COMPUTE_KW,
     as_json: JsonFlag = False,
 ) -> None:
     """Transfer, disruption and breakeven of one migration, its class, and whether it fits."""
-    if compute_kw <= 0:
-        raise InputError("--compute-kw", "must be > 0")
     r = fz.assess(checkpoint_gb, bandwidth_gbps, window_h, alpha=alpha, load_time_s=load_time_s,
                   downtime_s=downtime_s, transfer_kw=transfer_kw, compute_kw=compute_kw)
     facts = {"transfer_s": r.transfer_s, "disruption_s": r.disruption_s,
@@ -137,32 +193,41 @@ def phase_diagram(
     out: Annotated[Path, typer.Option(help="PNG file to write; the grid goes beside it as CSV.")],
     window_h: Annotated[Optional[list[float]], typer.Option(
         help="Window length(s) in hours; repeat for a range (feasible for the shortest, "
-             "marginal for the longest).")] = None,
-    alpha: Annotated[float, typer.Option(min=0, max=1)] = fz.ALPHA,
-    load_time_s: Annotated[float, typer.Option(min=0)] = fz.LOAD_TIME_S,
-    downtime_s: Annotated[float, typer.Option(min=0)] = fz.DOWNTIME_S,
-    min_gb: Annotated[float, typer.Option(help="Smallest checkpoint (GB).", min=0.001)] = 1.0,
-    max_gb: Annotated[float, typer.Option(help="Largest checkpoint (GB).")] = 1000.0,
-    min_gbps: Annotated[float, typer.Option(help="Slowest link (Gbps).", min=0.001)] = 0.1,
-    max_gbps: Annotated[float, typer.Option(help="Fastest link (Gbps).")] = 100.0,
-    points: Annotated[int, typer.Option(help="Grid points per axis.", min=2, max=2000)] = 120,
+             "marginal for the longest).", callback=_number(above=True))] = None,
+    alpha: Annotated[float, typer.Option(callback=_number(0, 1))] = fz.ALPHA,
+    load_time_s: Annotated[float, typer.Option(callback=_number())] = fz.LOAD_TIME_S,
+    downtime_s: Annotated[float, typer.Option(callback=_number())] = fz.DOWNTIME_S,
+    min_gb: Annotated[float, typer.Option(help="Smallest checkpoint (GB).",
+                                          callback=_number(0.001))] = 1.0,
+    max_gb: Annotated[float, typer.Option(help="Largest checkpoint (GB).",
+                                          callback=_number(0.001))] = 1000.0,
+    min_gbps: Annotated[float, typer.Option(help="Slowest link (Gbps).",
+                                            callback=_number(0.001))] = 0.1,
+    max_gbps: Annotated[float, typer.Option(help="Fastest link (Gbps).",
+                                            callback=_number(0.001))] = 100.0,
+    points: Annotated[int, typer.Option(help="Grid points per axis.",
+                                        callback=_whole(2, 2000))] = 120,
 ) -> None:
     """Write the phase diagram (checkpoint size × bandwidth) as PNG and its grid as CSV."""
     from milp.figures import phase_diagram_png
-    from milp.files import write_atomic
+    from milp.files import staged_files
 
     windows = tuple(window_h) if window_h else fz.STUDY_WINDOWS_H
-    if min(windows) <= 0:
-        raise InputError("--window-h", "must be > 0")
     if max_gb <= min_gb or max_gbps <= min_gbps:
         raise InputError("--max-gb/--max-gbps", "each maximum must exceed its minimum")
+    csv_path = out.with_suffix(".csv")
+    if out == csv_path:
+        raise InputError(str(out), "--out is the PNG; the grid goes beside it as .csv, so --out "
+                         "cannot end in .csv")
+    for path in (out, csv_path):
+        _check_out_file(path)
     grid = fz.phase_diagram(np.geomspace(min_gb, max_gb, points),
                             np.geomspace(min_gbps, max_gbps, points), windows, alpha=alpha,
                             load_time_s=load_time_s, downtime_s=downtime_s)
-    csv_path = out.with_suffix(".csv")
-    write_atomic(csv_path, grid.to_csv(index=False))
-    phase_diagram_png(grid, windows, out, alpha=alpha, load_time_s=load_time_s,
-                      downtime_s=downtime_s)
+    with staged_files(out, csv_path) as (png_tmp, csv_tmp):     # both files, or neither
+        csv_tmp.write_text(grid.to_csv(index=False), encoding="utf-8")
+        phase_diagram_png(grid, windows, png_tmp, alpha=alpha, load_time_s=load_time_s,
+                          downtime_s=downtime_s)
     counts = grid["region"].value_counts()
     typer.echo(f"wrote {out} and {csv_path}: " + ", ".join(
         f"{counts.get(r, 0)} {r}" for r in ("feasible", "marginal", "infeasible")))
@@ -189,13 +254,13 @@ def evaluate(directory: Annotated[Path, typer.Argument(help="Instance folder.")]
 
 
 def _print_metrics(metrics: dict, head: dict | None = None) -> None:
-    """One screen: optional header facts, every metric, then the violations one per line."""
+    """One screen: optional header facts, every metric, then the violations one per line (at
+    most :data:`MAX_LINES`; ``--json`` lists them all)."""
     rows = {**(head or {}), **{k: v for k, v in metrics.items() if k != "violations"}}
     width = max(map(len, rows))
     for key, value in rows.items():
         typer.echo(f"{key:<{width}}  {_fmt(value)}")
-    for line in metrics["violations"]:
-        typer.echo(f"violation: {line}")
+    _echo_capped(metrics["violations"], "violation: ", more=" (--json lists them all)")
 
 
 # ---- plan -----------------------------------------------------------------------------------
@@ -206,15 +271,19 @@ def plan_cmd(
     out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json.")],
     policy: Annotated[str, typer.Option(help="milp, static, wait-awhile, energy-only or "
                                         "feasibility-aware.")] = "feasibility-aware",
-    time_limit: Annotated[float, typer.Option(help="milp: solver time limit (s).", min=0)] = 60.0,
-    gap: Annotated[float, typer.Option(help="milp: relative MIP gap to stop at.", min=0)] = 1e-3,
-    threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.", min=1)] = None,
+    time_limit: Annotated[float, typer.Option(help="milp: solver time limit (s).",
+                                              callback=_number())] = 60.0,
+    gap: Annotated[float, typer.Option(help="milp: relative MIP gap to stop at.",
+                                       callback=_number(0, 1))] = 1e-3,
+    threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.",
+                                                   callback=_whole(1, 1024))] = None,
     elastic: Annotated[bool, typer.Option(help="milp: allow unfinished work, minimised "
                                           "first, then grid energy.")] = False,
     max_sites: Annotated[Optional[int], typer.Option(
         help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
-        min=1)] = None,
-    seed: Annotated[int, typer.Option(help="milp: seed of the solver's random choices.")] = 0,
+        callback=_whole(1, MAX_SITES))] = None,
+    seed: Annotated[int, typer.Option(help="milp: seed of the solver's random choices.",
+                                      callback=_whole(0, MAX_SEED))] = 0,
     quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
 ) -> None:
     """Make a day-ahead plan with one policy, score it with the evaluator, write its files.
@@ -233,7 +302,7 @@ def plan_cmd(
     from milp.engine.solve import SolveOptions
 
     _check_policy(policy, "--policy")
-    _check_out_dir(out)
+    _check_out_dir(out, files=("plan.json", "schedule.csv", "summary.json"))
     inst = load_instance(directory)
     started = time.perf_counter()
     solver = None
@@ -252,7 +321,7 @@ def plan_cmd(
     summary = {**head, **result.metrics()}
     if solver is not None:
         summary["solver"] = solver.to_dict()
-    with staged_dir(out) as stage:   # all three files, or none
+    with staged_dir(out, kept=_warn_kept) as stage:   # all three files, or none
         plan.save(stage / "plan.json")
         save_schedule(plan, inst, stage / "schedule.csv")
         write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
@@ -267,10 +336,17 @@ def plan_cmd(
     raise typer.Exit(0 if result.valid else 1)
 
 
-def _check_out_dir(out: Path) -> None:
+def _check_out_dir(out: Path, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()
+                   ) -> None:
+    """``--out`` must be a folder (or not exist yet) under a folder, and none of the outputs
+    named may be in the way of something else there (a folder where a file goes, ...):
+    checked before the work, so that nothing is computed in vain."""
+    from milp.files import check_out_entries
+
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "--out must be a folder, and this is a file")
     _check_parents(out)
+    check_out_entries(out, files, folders)
 
 
 def _check_parents(out: Path) -> None:
@@ -327,7 +403,7 @@ def bench(
     policies: Annotated[str, typer.Option(help="Comma-separated policies.")]
     = ",".join(("static", "wait-awhile", "energy-only", "feasibility-aware", "milp")),
     time_limit: Annotated[float, typer.Option(help="milp: solver seconds per instance.",
-                                              min=0)] = 60.0,
+                                              callback=_number())] = 60.0,
 ) -> None:
     """Run every policy on every instance, score with the evaluator, write results.csv,
     results.md and figures (grid energy, JCT, one instance's per-site timeline)."""
@@ -362,18 +438,24 @@ def report(
 ) -> None:
     """Figures and one self-contained report.html for a plan (site timeline, job Gantt,
     migrations, phase diagram, every evaluator metric; side by side with --compare)."""
+    from milp.files import staged_dir
     from milp.instance import load_instance
-    from milp.plan import Plan
-    from milp.report import make_report
+    from milp.plan import Plan, check_names
+    from milp.report import REPORT_FILES, make_report
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=REPORT_FILES)
     inst = load_instance(directory)
-    plans = [Plan.load(p) for p in [plan, *(compare or [])]]
+    paths = [plan, *(compare or [])]
+    plans = [Plan.load(p) for p in paths]
+    for p, path in zip(plans, paths):
+        check_names(p, inst, str(path))
     labels = [p.policy for p in plans]
     if len(set(labels)) < len(labels):
         labels = [f"{p.policy} ({path.parent.name or path.name})"
-                  for p, path in zip(plans, [plan, *(compare or [])])]
-    typer.echo(f"wrote {make_report(inst, list(zip(labels, plans)), out)}")
+                  for p, path in zip(plans, paths)]
+    with staged_dir(out, kept=_warn_kept) as stage:     # every figure and table, or none
+        page = make_report(inst, list(zip(labels, plans)), stage)
+    typer.echo(f"wrote {out / page.name}")
 
 
 # ---- build-instance ---------------------------------------------------------------------
@@ -428,7 +510,8 @@ def build_instance_cmd(
 ReplanOpt = Annotated[Optional[str], typer.Option(
     help="Re-plan with this policy (milp or a greedy one) at each fault; default: follow the "
          "plan as made.")]
-TimeLimitOpt = Annotated[float, typer.Option(help="milp: solver seconds per (re-)plan.", min=0)]
+TimeLimitOpt = Annotated[float, typer.Option(help="milp: solver seconds per (re-)plan.",
+                                             callback=_number())]
 
 
 @app.command()
@@ -437,19 +520,24 @@ def replay(
     plan: Annotated[Path, typer.Argument(help="plan.json to execute.")],
     out: Annotated[Path, typer.Option(help="Folder for the executed plan.json, jobs.csv, "
                                       "summary.json and state.json.")],
-    bandwidth_factor: Annotated[float, typer.Option(help="Links carry this share of their "
-                                                    "Gbps.", min=0.001)] = 1.0,
-    renewable_noise: Annotated[float, typer.Option(help="Std-dev of the relative error of the "
-                                                   "renewable forecast.", min=0)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the forecast error.")] = 0,
+    bandwidth_factor: Annotated[float, typer.Option(
+        help="Links carry this share of their Gbps.",
+        callback=_number(0, MAX_BANDWIDTH_FACTOR, above=True))] = 1.0,
+    renewable_noise: Annotated[float, typer.Option(
+        help="Std-dev of the relative error of the renewable forecast.",
+        callback=_number(0, MAX_RENEWABLE_NOISE))] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the forecast error.",
+                                      callback=_whole(0, MAX_SEED))] = 0,
     outage: Annotated[Optional[list[str]], typer.Option(
         help="SITE@TIME: the site goes dark from TIME (ISO 8601 with offset, or hours from "
              "the start like 13.5h) to the end of the day. Repeat for several.")] = None,
     checkpoint_minutes: Annotated[float, typer.Option(
-        help="A running job checkpoints every this many minutes.", min=0.001)] = 30.0,
+        help="A running job checkpoints every this many minutes.",
+        callback=_number(0.001))] = 30.0,
     replan: ReplanOpt = None,
     replan_every: Annotated[Optional[float], typer.Option(
-        help="With --replan: also re-plan every this many hours.", min=0.01)] = None,
+        help="With --replan: also re-plan every this many hours.",
+        callback=_number(0.01))] = None,
     time_limit: TimeLimitOpt = 30.0,
 ) -> None:
     """Execute a plan against perturbed reality (slower links, forecast error, outages) and
@@ -461,7 +549,7 @@ def replay(
     from milp.plan import Plan
     from milp.replay import Faults, job_table, replay as run_replay
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=("plan.json", "jobs.csv", "summary.json", "state.json"))
     from milp.evaluate import evaluate as run_evaluator
 
     inst = load_instance(directory)
@@ -487,7 +575,7 @@ def replay(
                "replan": replan, "events": [{"time": inst.time_of(e["time_s"]).isoformat(),
                                              "event": e["event"]} for e in result.events],
                "planned": result.planned.metrics(), "actual": result.actual.metrics()}
-    with staged_dir(out, replaces=("state.json",)) as stage:
+    with staged_dir(out, replaces=("state.json",), kept=_warn_kept) as stage:
         result.executed.save(stage / "plan.json")
         write_atomic(stage / "jobs.csv", jobs.to_csv(index=False))
         write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
@@ -507,8 +595,7 @@ def replay(
                    f"{row['work_h']:.3g} GPU-h left ({row['lost_h']:.3g} h lost)")
     if len(left) > 10:
         typer.echo(f"... and {len(left) - 10} more unfinished jobs (jobs.csv)")
-    for line in result.actual.violations:
-        typer.echo(f"violation: {line}")
+    _echo_capped(result.actual.violations, "violation: ", more=" (summary.json lists them all)")
     typer.echo(f"wrote {out / 'plan.json'}, jobs.csv, summary.json"
                + (", state.json" if result.first_state is not None else ""))
     raise typer.Exit(0 if result.actual.valid else 1)
@@ -556,20 +643,29 @@ def replan_cmd(
     from milp.instance import load_instance
     from milp.state import load_state, replan
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=("plan.json", "summary.json"))
     _check_policy(policy, "--policy")
     inst = load_instance(directory)
     st = load_state(inst, state, at)
     plan, rest, local = replan(inst, st, policy, time_limit)
     result = run_evaluator(rest.inst, local)
+    late = [{"job": inst.jobs[j], "site": inst.sites[s.site],
+             "work_left_h": round(s.work_left_h, 9),
+             "ready": inst.time_of(s.ready_s).isoformat(timespec="milliseconds")}
+            for j, s in sorted(rest.late.items())]
     summary = {"instance": inst.name, "policy": policy, "from": rest.inst.start.isoformat(),
-               "jobs_left": rest.inst.n_jobs, **result.metrics()}
-    with staged_dir(out) as stage:
+               "jobs_left": rest.inst.n_jobs, "ready_after_last_slot": late,
+               **result.metrics()}
+    with staged_dir(out, kept=_warn_kept) as stage:
         plan.save(stage / "plan.json")
         write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
                      + "\n")
     _print_metrics(result.metrics(), {"instance": inst.name, "policy": policy,
                                       "from": summary["from"], "jobs_left": rest.inst.n_jobs})
+    _echo_capped([f"job {x['job']} at {x['site']}, {x['work_left_h']:.3g} GPU-h left: its "
+                  f"checkpoint is ready at {x['ready']}, after the last slot starts, so it "
+                  f"cannot run again before the end" for x in late], "unfinished: ",
+                 more=" (summary.json lists them all)")
     typer.echo(f"wrote {out / 'plan.json'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)
 
@@ -618,22 +714,39 @@ TtlOpt = Annotated[int, typer.Option(
     help="Seconds Kubernetes keeps a finished Job (Workflow) before deleting it.")]
 
 
+def _plan_to_export(path: Path):
+    """Read a plan to export and refuse one that no instance can make valid (steps out of
+    order, a run ending before it starts, a move from a site the job is not at, ...:
+    :func:`milp.plan.check_chains`): an export is run by a scheduler as written."""
+    from milp.plan import Plan, check_chains
+
+    p = Plan.load(path)
+    check_chains(p, str(path))
+    return p
+
+
 def _schedule(plan: Path, shift_to: str | None, plan_id: str | None):
     """The plan's steps from its start or --shift-to, with its id (:mod:`milp.export.steps`)."""
     from milp.export.steps import schedule
-    from milp.plan import Plan
 
-    return schedule(Plan.load(plan), shift_to, plan_id)
+    return schedule(_plan_to_export(plan), shift_to, plan_id)
+
+
+def _warn_kept(paths: list[Path]) -> None:
+    """An output folder held files milp did not write where it writes: they are kept; say so
+    (a stale script beside the new ones would be confusing)."""
+    shown = ", ".join(str(p) for p in paths[:5]) + (f" and {len(paths) - 5} more"
+                                                    if len(paths) > 5 else "")
+    typer.echo(f"warning: kept {len(paths)} file(s) milp did not write in the output: {shown}",
+               err=True)
 
 
 @export_app.command("json")
 def export_json(plan: PlanArg,
                 out: Annotated[Path, typer.Option(help="plan.json to write.")]) -> None:
     """Check a plan against its schema and write it in the current schema version."""
-    from milp.plan import Plan
-
     _check_out_file(out)
-    p = Plan.load(plan)
+    p = _plan_to_export(plan)
     p.save(out)
     typer.echo(f"wrote {out}: {len(p.jobs)} jobs, schema version {p.to_dict()['version']}")
 
@@ -645,10 +758,9 @@ def export_csv(plan: PlanArg,
     """One row per step (run or transfer) with absolute times, seconds and checkpoint bytes."""
     from milp.export.steps import plan_steps, steps_frame, totals
     from milp.files import write_atomic
-    from milp.plan import Plan
 
     _check_out_file(out)
-    steps = plan_steps(Plan.load(plan), shift_to)
+    steps = plan_steps(_plan_to_export(plan), shift_to)
     write_atomic(out, steps_frame(steps).to_csv(index=False))
     _echo_totals(out, totals(steps))
 
@@ -691,7 +803,8 @@ def export_slurm_cmd(
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=("submit.sh", "cancel.sh", "steps.csv", "steps.json"),
+                   folders=("jobs",))
     if (out / "submitted.csv").exists():
         raise InputError(str(out / "submitted.csv"), "the export in this folder was submitted "
                          "and these are its job ids: run its ./cancel.sh (if it should stop) "
@@ -700,7 +813,7 @@ def export_slurm_cmd(
     sites = SiteMap.load(site_map)
     check_slurm_options(margin, signal)
     _warn_unused_sites(sites, sched.steps)
-    with staged_dir(out) as stage:
+    with staged_dir(out, kept=_warn_kept) as stage:
         export_slurm(sched, stage, sites, command, transfer, margin, signal)
     _echo_totals(out / "submit.sh", totals(sched.steps), sched.plan_id)
 
@@ -747,13 +860,14 @@ def export_kubernetes_cmd(
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=("kustomization.yaml", "steps.csv", "steps.json"),
+                   folders=("jobs",))
     sched = _schedule(plan, shift_to, plan_id)
     sites = SiteMap.load(site_map)
     opts = _pod_options(node_label, image, transfer_image, command, transfer, namespace,
                         checkpoint_claim, toleration, node_selector, margin, ttl)
     _warn_unused_sites(sites, sched.steps)
-    with staged_dir(out) as stage:
+    with staged_dir(out, kept=_warn_kept) as stage:
         export_kubernetes(sched, stage, sites, opts)
     _echo_totals(out / "kustomization.yaml", totals(sched.steps), sched.plan_id)
 
@@ -793,14 +907,14 @@ def export_argo_cmd(
     from milp.export.targets import SiteMap
     from milp.files import staged_dir
 
-    _check_out_dir(out)
+    _check_out_dir(out, files=("workflow.yaml", "steps.csv", "steps.json"))
     sched = _schedule(plan, shift_to, plan_id)
     sites = SiteMap.load(site_map)
     opts = _pod_options(node_label, image, transfer_image, command, transfer, namespace,
                         checkpoint_claim, toleration, node_selector, margin, ttl)
     check_argo_options(wait_image, kueue_queue, service_account)
     _warn_unused_sites(sites, sched.steps)
-    with staged_dir(out) as stage:
+    with staged_dir(out, kept=_warn_kept) as stage:
         size = export_argo(sched, stage, sites, opts, wait_image, kueue_queue, service_account)
     _echo_totals(out / "workflow.yaml", totals(sched.steps), sched.plan_id)
     if size > 0.75 * MAX_WORKFLOW_BYTES:     # the status Argo adds while it runs needs room
@@ -833,9 +947,53 @@ def _echo_totals(path: Path, t: dict, plan_id: str | None = None) -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app; a user mistake is one line on stderr and exit 2."""
+    """Console entry point: run the app. A user mistake — in a file (:class:`InputError`) or
+    on the command line (an unknown option, a bad value) — is one ``error:`` line on stderr
+    and exit 2. SIGTERM and SIGHUP end it as Ctrl-C does, removing its staging folders
+    (exit 143, 129)."""
+    import signal
+
+    from milp.files import stop_on_termination
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    stop_on_termination()
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="milp")
     except InputError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except _NO_ARGS_HELP as e:                  # "milp", "milp export": the help
+        typer.echo(e.ctx.get_help())
+        sys.exit(2)
+    except click.exceptions.UsageError as e:
+        typer.echo(f"error: {_usage_error(e)}", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        typer.echo(f"error: {InputError('milp', e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(e) -> InputError:
+    """A command-line mistake the framework found, as the one-line error of a file mistake:
+    the option (or argument, or command) it is about, and what is wrong."""
+    ctx = getattr(e, "ctx", None)
+    command = ctx.command_path if ctx is not None else "milp"
+    param = getattr(e, "param", None)
+    if isinstance(e, click.exceptions.NoSuchOption):
+        hint = f"; did you mean {' or '.join(e.possibilities)}?" if e.possibilities else ""
+        return InputError(e.option_name, f"no such option of {command}{hint}")
+    if isinstance(e, click.exceptions.MissingParameter) and param is not None:
+        kind = "option" if getattr(param, "param_type_name", "") == "option" else "argument"
+        return InputError(_option_name(param), f"{command} needs this {kind}")
+    if param is not None:
+        return InputError(_option_name(param), e.message)
+    if isinstance(e, click.exceptions.BadOptionUsage) and getattr(e, "option_name", None):
+        return InputError(e.option_name, e.message)
+    return InputError(command, f"{e.message} (see {command} --help)")

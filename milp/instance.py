@@ -26,13 +26,16 @@ from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from milp import feasibility as fz
 from milp.errors import InputError
+from milp.files import read_input
+from milp.limits import (HUGE, MAX_JOB_SLOTS, MAX_JOBS, MAX_SITES, MAX_SLOTS, POLICY,
+                         check_count, max_jobs)
 
 TOML = "instance.toml"
 SITES = "sites.csv"
@@ -40,8 +43,6 @@ RENEWABLE = "renewable.csv"
 LINKS = "links.csv"
 JOBS = "jobs.csv"
 
-#: Largest number accepted in any numeric field: beyond it, arithmetic would lose meaning.
-HUGE = 1e12
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,9 @@ _TOML_KEYS: dict[str, Any] = {
 
 
 def _read_toml(d: Path) -> dict[str, Any]:
-    path = d / TOML
-    if not path.is_file():
-        raise InputError(TOML, "file is missing")
+    data = read_input(d / TOML, TOML)
     try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM, as in the CSVs
+        raw = tomllib.loads(data.decode("utf-8-sig"))  # a BOM, as in the CSVs
     except UnicodeDecodeError as e:
         raise InputError(TOML, f"not UTF-8 text (bad byte at offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
@@ -289,9 +288,9 @@ def _read_toml(d: Path) -> dict[str, Any]:
     start = _toml_time(raw["start"])
     slot_minutes = _toml_number(raw, "slot_minutes", 15.0, positive=True)
     slots = raw["slots"]
-    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 100_000:
-        raise InputError(TOML, f"must be a whole number of slots from 1 to 100000, got {slots!r}",
-                         field="slots")
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
+        raise InputError(TOML, f"must be a whole number of slots from 1 to {MAX_SLOTS} "
+                         f"({POLICY}), got {slots!r}", field="slots")
     try:
         start + timedelta(minutes=slot_minutes * slots)
     except OverflowError:
@@ -377,16 +376,16 @@ def _toml_time(value: Any) -> datetime:
 
 # ---- CSV helpers -------------------------------------------------------------------------
 
-def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = False
-              ) -> pd.DataFrame:
+def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = False,
+              max_rows: int | None = None, what: str = "rows", why: str = "") -> pd.DataFrame:
     """Read a CSV as strings; the frame index is the file line number of each data row.
 
-    A header without rows is an error unless ``may_be_bare``.
+    A header without rows is an error unless ``may_be_bare``; more than ``max_rows`` data rows
+    (``what``: "jobs", "sites"; ``why``: what the limit depends on) are refused at the first
+    row beyond the limit, before the rest of the file is read (size policy,
+    :mod:`milp.limits`).
     """
-    path = d / name
-    if not path.is_file():
-        raise InputError(name, "file is missing")
-    raw = path.read_bytes()
+    raw = read_input(d / name, name)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -397,19 +396,14 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
     if not text.strip():
         raise InputError(name, "file is empty", line=1)
     records = _records(name, text)
-    header = [c.strip() for c in records[0][1]]
-    for i, col in enumerate(header):
-        if not col:
-            raise InputError(name, f"column {i + 1} has no name", line=1)
-        if header.index(col) != i:
-            raise InputError(name, "duplicate column", line=1, field=col)
-    for col in required:
-        if col not in header:
-            raise InputError(name, "column is missing", line=1, field=col)
+    header = [c.strip() for c in next(records)[1]]
+    _check_header(name, header, required)
     lines, rows = [], []
-    for line, row in records[1:]:
+    for line, row in records:
         if not row:
             continue  # a blank line
+        if max_rows is not None and len(rows) == max_rows:
+            check_count(max_rows + 1, max_rows, what, name, line=line, why=why)
         if len(row) > len(header):
             raise InputError(name, f"{len(row)} fields where the header has {len(header)}",
                              line=line)
@@ -421,17 +415,32 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
     return df
 
 
-def _records(name: str, text: str) -> list[tuple[int, list[str]]]:
-    """Tokenise CSV text into (first line number, fields) records; blank lines give []."""
+def _check_header(name: str, header: list[str], required: list[str]) -> None:
+    """Every column named, once, and the ``required`` ones present: one pass (a set of the
+    names seen), so that a header of 200 000 columns is as quick to check as its parsing."""
+    seen: set[str] = set()
+    for i, col in enumerate(header):
+        if not col:
+            raise InputError(name, f"column {i + 1} has no name", line=1)
+        if col in seen:
+            raise InputError(name, "duplicate column", line=1, field=col)
+        seen.add(col)
+    for col in required:
+        if col not in seen:
+            raise InputError(name, "column is missing", line=1, field=col)
+
+
+def _records(name: str, text: str) -> Iterator[tuple[int, list[str]]]:
+    """Tokenise CSV text into (first line number, fields) records, one at a time (so that a
+    reader can stop early); blank lines give []."""
     reader = csv.reader(io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n")))
-    records, line = [], 1
+    line = 1
     try:
         for row in reader:
-            records.append((line, row))
+            yield line, row
             line = reader.line_num + 1
     except csv.Error as e:
         raise InputError(name, f"unreadable CSV ({e})", line=line) from None
-    return records
 
 
 def _cells(df: pd.DataFrame, name: str, col: str, *, optional: bool = False) -> pd.Series:
@@ -454,8 +463,7 @@ def _numbers(df: pd.DataFrame, name: str, col: str, *, positive: bool = False,
     vals = pd.to_numeric(raw, errors="coerce").astype(float)
     checks = [
         (~np.isfinite(vals), "is not a finite number"),
-        (vals < 0, "must be >= 0"),
-        (vals == 0 if positive else vals != vals, "must be > 0"),
+        (vals <= 0 if positive else vals < 0, "must be > 0" if positive else "must be >= 0"),
         (vals > HUGE, f"is implausibly large (> {HUGE:g})"),
         (vals != np.round(vals) if integer else vals != vals, "must be a whole number"),
     ]
@@ -491,10 +499,14 @@ def _site_refs(df: pd.DataFrame, name: str, col: str, sites: list[str]) -> np.nd
 
 
 def _time_offsets(df: pd.DataFrame, name: str, col: str, start: datetime, slot_s: float,
-                  n_slots: int, *, optional: bool = False) -> np.ndarray:
+                  n_slots: int, *, optional: bool = False, in_order: bool = False
+                  ) -> np.ndarray:
     """Slot index of each ISO time in a column (NaN where empty and ``optional``).
 
-    Times must carry a UTC offset, sit on the slot grid and lie in ``[start, end]``.
+    Times must carry a UTC offset, sit on the slot grid and lie in ``[start, end]``. With
+    ``in_order``, row ``i`` must be slot ``i``: checked row by row with the others, so that the
+    first row out of step is the one named (a day written in wall-clock times across a
+    daylight-saving change goes wrong where the clock jumps, not at the end).
     """
     cells = _cells(df, name, col, optional=optional)
     out = np.full(len(cells), np.nan)
@@ -516,6 +528,10 @@ def _time_offsets(df: pd.DataFrame, name: str, col: str, start: datetime, slot_s
         if not 0 <= round(k) <= n_slots:
             raise InputError(name, f"{value!r} is outside the horizon", line=int(line),
                              field=col)
+        if in_order and round(k) != i:
+            raise InputError(name, f"expected the time of slot {i} "
+                             f"({start + timedelta(seconds=i * slot_s):%Y-%m-%dT%H:%M%z}), "
+                             f"found that of slot {round(k)}", line=int(line), field=col)
         out[i] = round(k)
     return out
 
@@ -528,7 +544,7 @@ def _extra(df: pd.DataFrame, known: list[str], id_col: str) -> pd.DataFrame | No
 # ---- the four tables ---------------------------------------------------------------------
 
 def _read_sites(d: Path) -> dict[str, Any]:
-    df = _read_csv(d, SITES, ["site", "gpus"])
+    df = _read_csv(d, SITES, ["site", "gpus"], max_rows=MAX_SITES, what="sites")
     names = _ids(df, SITES, "site")
     if "time" in names:
         raise InputError(SITES, "'time' is reserved (renewable.csv's time column)",
@@ -548,12 +564,7 @@ def _read_sites(d: Path) -> dict[str, Any]:
 def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
                     n_slots: int) -> np.ndarray:
     df = _read_csv(d, RENEWABLE, ["time", *sites])
-    slots = _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots)
-    for i, (line, k) in enumerate(zip(df.index, slots)):
-        if k != i:
-            raise InputError(RENEWABLE, f"expected the time of slot {i} "
-                             f"({start + timedelta(seconds=i * slot_s):%Y-%m-%dT%H:%M%z})",
-                             line=int(line), field="time")
+    _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots, in_order=True)
     if len(df) != n_slots:
         raise InputError(RENEWABLE, f"{len(df)} rows where instance.toml has {n_slots} slots",
                          line=int(df.index[-1]))
@@ -580,7 +591,10 @@ def _read_links(d: Path, sites: list[str]) -> np.ndarray:
 def _read_jobs(d: Path, sites: dict[str, Any], start: datetime, slot_s: float, n_slots: int,
                default_kw: float) -> dict[str, Any]:
     known = ["job", "origin", "release", "deadline", "work_h", "checkpoint_gb", "compute_kw"]
-    df = _read_csv(d, JOBS, known[:6])
+    limit = max_jobs(n_slots)
+    df = _read_csv(d, JOBS, known[:6], max_rows=limit, what="jobs",
+                   why="" if limit == MAX_JOBS else f" over {n_slots} slots (jobs x slots at "
+                   f"most {MAX_JOB_SLOTS})")
     ids = _ids(df, JOBS, "job")
     origin = _site_refs(df, JOBS, "origin", sites["site"])
     release = _time_offsets(df, JOBS, "release", start, slot_s, n_slots)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import jsonschema
 import numpy as np
@@ -25,6 +25,10 @@ import pandas as pd
 
 from milp.errors import InputError
 from milp.files import write_atomic
+from milp.limits import MAX_JOBS, check_count
+
+if TYPE_CHECKING:
+    from milp.instance import Instance
 
 SCHEMA_NAME = "milp-plan"
 SCHEMA_VERSION = 3
@@ -98,7 +102,16 @@ class Plan:
     info: Mapping[str, Any] = field(default_factory=dict)
 
     def job(self, job_id: str) -> JobPlan | None:
-        return next((jp for jp in self.jobs if jp.job == job_id), None)
+        """The chain of job ``job_id`` (its first, if the plan lists it twice), or ``None``."""
+        return self._by_job.get(job_id)
+
+    @cached_property
+    def _by_job(self) -> dict[str, JobPlan]:
+        """Job id → chain, built once: looking every job up stays linear in the plan's size."""
+        index: dict[str, JobPlan] = {}
+        for jp in self.jobs:
+            index.setdefault(jp.job, jp)
+        return index
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +141,8 @@ class Plan:
                 raise InputError(source, f"plan schema version {version} predates the first "
                                  f"published version ({FIRST_VERSION}); re-plan with this milp",
                                  field="version")
+        if isinstance(data, dict) and isinstance(data.get("jobs"), list):
+            check_count(len(data["jobs"]), MAX_JOBS, "jobs", source, field="jobs")
         version = data.get("version") if isinstance(data, dict) else None
         known = type(version) is int and FIRST_VERSION <= version <= SCHEMA_VERSION
         validator = _validator(version if known else SCHEMA_VERSION)
@@ -157,20 +172,80 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(str(path), "file is missing")
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
-        except RecursionError:
-            raise InputError(str(path), "JSON nested too deeply to be a plan") from None
-        except ValueError as e:
-            if isinstance(e, json.JSONDecodeError):
-                raise InputError(str(path), f"invalid JSON: {e.msg}", line=e.lineno) from None
-            if isinstance(e, UnicodeDecodeError):
-                raise InputError(str(path), "not UTF-8 text") from None
-            raise InputError(str(path), str(e)) from None
-        return cls.from_dict(data, str(path))
+        """Read and check a plan.json (schema, size policy, printable names)."""
+        from milp.files import read_json
+
+        return cls.from_dict(read_json(path, "plan"), str(path))
+
+
+def check_chains(plan: Plan, source: str = "plan.json") -> None:
+    """Refuse, with one line naming the job and step, a plan that no instance can make valid:
+    what can be checked without the instance, before a plan from elsewhere is exported.
+
+    Each job is listed once; its steps are in time order (a step starts when the previous one
+    has ended: a run at its end, a migration when its transfer is done, as the evaluator
+    sequences them); a run ends after it starts and its restore fits in it; a migration's
+    disruption covers its transfer and it leaves the site the job is at (the site of its
+    previous run or migration), for another site; a run is at the site the job is at. Times
+    are finite seconds from 0 to 1e9 and sizes finite (the schema's bounds, which
+    :meth:`Plan.from_dict` checks). The evaluator checks the rest against an instance."""
+    from milp.evaluate import EPS_S
+
+    first: dict[str, int] = {}
+    for i, jp in enumerate(plan.jobs):
+        if jp.job in first:
+            raise InputError(source, f"job {jp.job!r} is listed twice (also jobs[{first[jp.job]}])",
+                             field=f"jobs[{i}].job")
+        first[jp.job] = i
+        here: str | None = None       # the site the job is at, once a step has said it
+        free = 0.0                    # when the previous step has ended
+        for k, s in enumerate(jp.steps):
+            where = f"jobs[{i}].steps[{k}]"
+            if s.start_s < free - EPS_S:
+                raise InputError(source, f"job {jp.job!r} step {k} starts at {s.start_s:g} s, "
+                                 f"before its previous step ends ({free:g} s): steps must be in "
+                                 f"time order", field=f"{where}.start_s")
+            if isinstance(s, Run):
+                if s.end_s <= s.start_s:
+                    raise InputError(source, f"job {jp.job!r} step {k} is a run that ends at "
+                                     f"{s.end_s:g} s, not after it starts ({s.start_s:g} s)",
+                                     field=f"{where}.end_s")
+                if s.restore_s > s.duration_s + EPS_S:
+                    raise InputError(source, f"job {jp.job!r} step {k}: restore of "
+                                     f"{s.restore_s:g} s is longer than the run "
+                                     f"({s.duration_s:g} s)", field=f"{where}.restore_s")
+                if here is not None and s.site != here:
+                    raise InputError(source, f"job {jp.job!r} step {k} runs at {s.site!r}, but "
+                                     f"the job is at {here!r} (no migration took it there)",
+                                     field=f"{where}.site")
+                here, free = s.site, s.end_s
+            else:
+                if s.src == s.dst:
+                    raise InputError(source, f"job {jp.job!r} step {k} migrates from {s.src!r} "
+                                     f"to itself", field=f"{where}.dst")
+                if here is not None and s.src != here:
+                    raise InputError(source, f"job {jp.job!r} step {k} migrates from {s.src!r}, "
+                                     f"but the job is at {here!r}", field=f"{where}.src")
+                if s.disruption_s < s.transfer_s - EPS_S:
+                    raise InputError(source, f"job {jp.job!r} step {k}: disruption of "
+                                     f"{s.disruption_s:g} s is shorter than its transfer "
+                                     f"({s.transfer_s:g} s), which it includes",
+                                     field=f"{where}.disruption_s")
+                here, free = s.dst, s.start_s + s.transfer_s
+
+
+def check_names(plan: Plan, inst: Instance, source: str = "plan.json") -> None:
+    """Refuse a plan that names a job or a site ``inst`` does not have (a plan of another
+    instance), naming the first such job or step."""
+    for i, jp in enumerate(plan.jobs):
+        if jp.job not in inst.job_index_map:
+            raise InputError(source, f"job {jp.job!r} is not a job of instance {inst.name!r}",
+                             field=f"jobs[{i}].job")
+        for k, s in enumerate(jp.steps):
+            for site in (s.site,) if isinstance(s, Run) else (s.src, s.dst):
+                if site not in inst.site_index_map:
+                    raise InputError(source, f"site {site!r} is not a site of instance "
+                                     f"{inst.name!r}", field=f"jobs[{i}].steps[{k}]")
 
 
 def _printable(text: str, source: str, where: str) -> None:
@@ -189,10 +264,6 @@ def _own_branch(error: jsonschema.ValidationError) -> jsonschema.ValidationError
         if own:
             return jsonschema.exceptions.best_match(own)
     return error
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number a plan may hold")
 
 
 def _step_dict(step: Step) -> dict[str, Any]:

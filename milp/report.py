@@ -30,6 +30,8 @@ from milp.instance import Instance
 from milp.plan import Migration, Plan
 
 GANTT_PAGE = 100
+#: The files a report always writes (and ``gantt-<page>.png``, one per :data:`GANTT_PAGE` jobs).
+REPORT_FILES = ("timeline.png", "phase.png", "migrations.csv", "summary.csv", "report.html")
 
 
 def migrations_table(inst: Instance, plan: Plan) -> pd.DataFrame:

@@ -32,8 +32,9 @@ import numpy as np
 
 from milp.errors import InputError
 from milp.evaluate import Evaluation, evaluate
-from milp.files import write_atomic
+from milp.files import read_json, write_atomic
 from milp.instance import Instance, read_only
+from milp.limits import MAX_BANDWIDTH_FACTOR, MAX_JOBS, check_count
 from milp.plan import JobPlan, Migration, Plan, Run
 
 STATE_SCHEMA = "milp-state"
@@ -95,17 +96,7 @@ def parse_time(inst: Instance, text: str, source: str, fld: str) -> float:
 def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State:
     """Read and check ``STATE.json`` against ``inst``; ``at`` (CLI ``--at``) overrides its time."""
     src = str(path)
-    try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8"),
-                          parse_constant=lambda c: math.nan)
-    except FileNotFoundError:
-        raise InputError(src, "file is missing") from None
-    except RecursionError:
-        raise InputError(src, "JSON nested too deeply to be a state") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        line = getattr(e, "lineno", None)
-        raise InputError(src, f"not a JSON state file ({getattr(e, 'msg', 'not UTF-8')})",
-                         line=line) from None
+    data = read_json(path, "state")
     if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
         raise InputError(src, f"not a state file (\"schema\" must be {STATE_SCHEMA!r})",
                          field="schema")
@@ -133,8 +124,9 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
                              f"state does not say where the jobs were then")
     factor = data.get("bandwidth_factor", 1.0)
     if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
-            and 0 < factor <= 1e6):
-        raise InputError(src, "must be a number > 0", field="bandwidth_factor")
+            and 0 < factor <= MAX_BANDWIDTH_FACTOR):
+        raise InputError(src, f"must be a number > 0 and <= {MAX_BANDWIDTH_FACTOR:g}",
+                         field="bandwidth_factor")
     down = data.get("down_sites", [])
     if not isinstance(down, list):
         raise InputError(src, "must be a list of sites", field="down_sites")
@@ -142,6 +134,7 @@ def load_state(inst: Instance, path: str | Path, at: str | None = None) -> State
     rows = data.get("jobs", [])
     if not isinstance(rows, list):
         raise InputError(src, "must be a list", field="jobs")
+    check_count(len(rows), MAX_JOBS, "jobs", src, field="jobs")
     jobs: dict[int, JobState] = {}
     for i, row in enumerate(rows):
         where = f"jobs[{i}]"
@@ -184,6 +177,10 @@ class Remainder:
     inst: Instance
     offset: int
     jobs: tuple[int, ...] = field(default=())
+    #: Jobs with work left whose checkpoint is ready only after the last slot starts: they
+    #: cannot run again before the horizon ends, so they are not in ``inst`` (full instance's
+    #: index → its state). They stay unfinished; :func:`replan`'s callers report them.
+    late: dict[int, JobState] = field(default_factory=dict)
 
     @property
     def offset_s(self) -> float:
@@ -197,7 +194,8 @@ def remainder(inst: Instance, state: State) -> Remainder:
     where it is ready (and not before its own release). A job that has run or moved resumes
     from its checkpoint: even its first run in the remainder begins with a restore. A deadline already passed, or too close
     to hold the job's release slot, becomes the end of the horizon (the job is late either way;
-    the evaluator reports it). Sites down have no GPU and no renewable power; links carry
+    the evaluator reports it). A job whose checkpoint is ready only after the last slot starts
+    cannot run again today: it is left out, in :attr:`Remainder.late`. Sites down have no GPU and no renewable power; links carry
     ``bandwidth_factor`` of their Gbps.
     """
     offset = math.ceil(state.at_s / inst.slot_s - 1e-9)
@@ -205,6 +203,7 @@ def remainder(inst: Instance, state: State) -> Remainder:
         raise InputError("--at", "no slot starts after this time: nothing is left to plan")
     n_slots = inst.n_slots - offset
     keep, origin, release, deadline, work, resumes = [], [], [], [], [], []
+    late: dict[int, JobState] = {}
     for j in range(inst.n_jobs):
         s = state.jobs.get(j, JobState(int(inst.origin[j]), float(inst.work_h[j]),
                                        float(inst.release_s[j])))
@@ -212,7 +211,10 @@ def remainder(inst: Instance, state: State) -> Remainder:
             continue
         r = max(int(inst.release_slot[j]),
                 math.ceil(s.ready_s / inst.slot_s - 1e-9)) - offset
-        r = min(max(r, 0), n_slots - 1)
+        if r >= n_slots:          # ready after the last slot starts: no slot left to run in
+            late[j] = s
+            continue
+        r = max(r, 0)
         d = int(inst.deadline_slot[j]) - offset
         keep.append(j)
         origin.append(s.site)
@@ -239,7 +241,7 @@ def remainder(inst: Instance, state: State) -> Remainder:
         work_h=read_only(np.array(work, dtype=float)), checkpoint_gb=read_only(inst.checkpoint_gb[idx]),
         compute_kw=read_only(inst.compute_kw[idx]), extra={},
         from_checkpoint=read_only(np.array(resumes, dtype=bool)))
-    return Remainder(sub, offset, tuple(keep))
+    return Remainder(sub, offset, tuple(keep), late)
 
 
 def shift(plan: Plan, inst: Instance, offset_s: float, policy: str) -> Plan:

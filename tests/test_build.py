@@ -320,7 +320,10 @@ def test_scale_instances_load_is_a_realistic_share(name):
     (dict(class_mix=(0.5, 0.5, 0.5)), "class_mix", "add up to 1"),
     (dict(class_mix=(0.5, 0.5)), "class_mix", "three numbers"),
     (dict(class_mix=(1.5, -0.5, 0.0)), "class_mix", ">= 0"),
-    (dict(jobs=200_000), "jobs", "too few Philly jobs"),
+    (dict(jobs=10_000), "jobs", "too few Philly jobs"),
+    (dict(jobs=200_000), "jobs", "from 1 to 10000"),                       # size policy
+    (dict(days=8, slot_minutes=5), "days", "an instance has at most 2016"),
+    (dict(slot_minutes=1, jobs=3000), "jobs", "3000 jobs over 1440 slots: at most 2777"),
     (dict(sites=64), "sites", "63 cloud regions"),
     (dict(sites=0), "sites", "whole number"),
     (dict(gpus_per_site=2.5), "gpus_per_site", "whole number"),
@@ -354,7 +357,7 @@ def test_bad_preset_file(tmp_path):
     f.write_text('[p]\ndays = 2\n')
     with pytest.raises(InputError, match="required") as e:
         B.load_presets(f)
-    f.write_text('[p]\nday = 2019-04-21\njobs = 200000\n')          # unquoted TOML date is fine
+    f.write_text('[p]\nday = 2019-04-21\njobs = 10000\nseed = 3\n')  # unquoted TOML date is fine
     assert B.load_presets(f)["p"][0].day == "2019-04-21"
     with pytest.raises(InputError, match="too few Philly jobs") as e:
         B.build_preset("p", tmp_path / "out", presets=f)

@@ -21,10 +21,11 @@ import pytest
 import yaml
 from milp.export.slurm import minutes
 from milp.instance import load_instance
-from milp.plan import JobPlan, Plan, Run
+from milp.plan import JobPlan, Migration, Plan, Run
 from milp.policies import POLICIES
 from tests.conftest import GOLDEN_PLAN as GOLDEN
 from tests.conftest import ROOT, run_cli
+from tests.conftest import TINY as TINY_DIR
 
 cli = run_cli
 STEPS_SCHEMA = ROOT / "milp" / "schemas" / "steps-v1.schema.json"
@@ -360,14 +361,15 @@ def test_a_failing_sbatch_stops_submit_sh_and_says_what_to_cancel(moving_plan, t
     assert len((out / "submitted.csv").read_text().splitlines()) == 1 + 2
 
 
-def _run_script(tmp_path: Path, command: str, *args: str) -> Path:
-    """Export a one-run plan (90 s) whose run step is ``command``; its sbatch script."""
+def _run_script(tmp_path: Path, command: str, *args: str, job: str = "j") -> Path:
+    """Export a one-run plan (90 s) of job ``job`` whose run step is ``command``; its sbatch
+    script."""
     plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
-                jobs=(JobPlan("j", (Run("s", 0.0, 90.0),)),))
+                jobs=(JobPlan(job, (Run("s", 0.0, 90.0),)),))
     path = plan.save(tmp_path / "plan.json")
     r = cli("export", "slurm", path, "--out", tmp_path / "o", "--command", command, *args)
     assert r.exit_code == 0, r.output
-    return tmp_path / "o" / "jobs" / "j.0.run.sbatch"
+    return next((tmp_path / "o" / "jobs").glob("*.0.run.sbatch"))
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
@@ -482,8 +484,269 @@ def test_default_transfer_sends_the_local_checkpoint(moving_plan, tmp_path):
     script = next((tmp_path / "s" / "jobs").glob("*.transfer.sbatch")).read_text()
     command = script.strip().splitlines()[-1]
     src, dst = command.split()[-2:]
-    assert command.startswith("rsync -a --partial /checkpoints/")
+    assert command.startswith("rsync -a -s --partial -- /checkpoints/")
     assert ":" not in src and ":" in dst       # rsync copies local -> remote, never remote-remote
+
+
+# ---- nothing in a plan runs commands (issue 19) ---------------------------------------------
+
+FAKE_SSH = """#!/bin/sh
+# Stand-in for ssh: skip its options and the host, then hand the remote command to a shell,
+# as sshd does on the other host.
+while [ $# -gt 0 ]; do case $1 in -l|-p|-o) shift 2 ;; -*) shift ;; *) break ;; esac; done
+shift
+exec sh -c "$*"
+"""
+
+
+@pytest.mark.skipif(not __import__("shutil").which("rsync"), reason="rsync is not installed "
+                    "(.ci/install-slurm.sh installs it)")
+def test_the_default_transfer_is_safe_on_an_rsync_older_than_3_2_4(tmp_path):
+    """rsync before 3.2.4 (RHEL 8/9, Debian 11) hands the remote path to the remote shell;
+    RSYNC_OLD_ARGS=1 makes a newer rsync do the same. With -s the path goes through rsync's
+    protocol: a job id with $(...) is copied as a name, never run. Without -s it runs (the
+    check that the test can tell)."""
+    from milp.export import DEFAULT_TRANSFER
+    from milp.export.commands import fill
+
+    job = "j$(touch PWNED)"
+    (tmp_path / "src" / job).mkdir(parents=True)
+    (tmp_path / "src" / job / "ckpt").write_text("state")
+    (tmp_path / "dst").mkdir()
+    ssh = tmp_path / "fake-ssh"
+    ssh.write_text(FAKE_SSH)
+    ssh.chmod(0o755)
+    env = {**os.environ, "RSYNC_OLD_ARGS": "1", "RSYNC_RSH": str(ssh)}
+    values = {"job": job, "step": "1", "site": "a", "begin": "b", "end": "e", "seconds": "1",
+              "checkpoint": str(tmp_path / "src" / job), "src": f"a:{tmp_path}/src/{job}",
+              "dst": f"b:{tmp_path}/dst/{job}"}
+    for template, runs in ((DEFAULT_TRANSFER, False),
+                           (DEFAULT_TRANSFER.replace(" -s", ""), True)):
+        r = subprocess.run(["bash", "-c", fill(template, values, "--transfer")], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert (tmp_path / "PWNED").exists() == runs, (template, r.stderr)
+        if not runs:
+            assert r.returncode == 0, r.stderr
+            assert (tmp_path / "dst" / job / "ckpt").read_text() == "state"
+
+
+@pytest.mark.parametrize("job", ["j$(id>x)", "j`id`", "j;id", "j id", "j'x", "~j", "j|x",
+                                 "j&x", "j>x", "j*"])
+def test_a_job_that_moves_needs_an_id_no_remote_shell_reads(tmp_path, job):
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan(job, (Run("a", 0.0, 900.0), Migration("a", "b", 900, 1, 1, 11.4),
+                                    Run("b", 1800.0, 2700.0, restore_s=11.4))),))
+    path = plan.save(tmp_path / "plan.json")
+    for kind in ("slurm", "kubernetes", "argo"):
+        r = cli("export", kind, path, "--out", tmp_path / kind)
+        assert r.exit_code == 2 and "field 'jobs'" in r.error, r.error
+        assert "checkpoint location on another host" in r.error
+        assert not (tmp_path / kind).exists()
+    run_only = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15,
+                    policy="p", jobs=(JobPlan(job, (Run("a", 0.0, 900.0),)),))
+    assert cli("export", "slurm", run_only.save(tmp_path / "r.json"), "--out",
+               tmp_path / "ok").exit_code == 0          # a run stays here: quoted, fine
+
+
+@pytest.mark.parametrize("site_map, field", [
+    ('[sites.b]\nhost = "-oProxyCommand=x"\n', "sites.b.host"),
+    ('[sites.b]\nhost = "b;id"\n', "sites.b.host"),
+    ('[defaults]\ncheckpoint = "/ck $(id)/{job}"\n', "sites.a.checkpoint"),
+])
+def test_a_site_map_value_a_remote_shell_would_read_is_refused(tmp_path, site_map, field):
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("a", 0.0, 900.0), Migration("a", "b", 900, 1, 1, 11.4),
+                                    Run("b", 1800.0, 2700.0, restore_s=11.4))),))
+    path = plan.save(tmp_path / "plan.json")
+    (tmp_path / "m.toml").write_text(site_map)
+    r = cli("export", "slurm", path, "--out", tmp_path / "o", "--site-map", tmp_path / "m.toml")
+    assert r.exit_code == 2 and f"field '{field}'" in r.error and not (tmp_path / "o").exists()
+
+
+#: A value with everything a shell reads: spaces, ; $() `` quotes, backslash, globs, ~, !.
+HOSTILE = "a b;$(touch PWNED)`touch PWNED`'\"\\$HOME\\n*?[x]~!{}"
+
+
+@pytest.mark.parametrize("template", [
+    "printf '%s\\n' {job} > got",
+    'printf "%s\\n" "{job}" > got',                   # a placeholder in double quotes
+    "printf '%s\\n' '{job}' > got",                   # ... in single quotes
+    'printf "%s\\n" "--job={job}" > got',
+    "printf '%s\\n' \"$(printf x)\"{job} > got; # {job} in a comment",
+    "printf '%s\\n' {job}'' > got <<< {job}",
+])
+def test_a_placeholder_is_quoted_for_where_it_stands(tmp_path, template):
+    """The command, run by bash (and by sh, which runs Kubernetes steps), gets the value as
+    one literal word, wherever the template puts the placeholder: nothing split, nothing run."""
+    from milp.export.commands import fill
+
+    for shell in ("bash", "sh"):
+        if shell == "sh" and "<<<" in template:
+            continue                                    # a here-string is bash's
+        command = fill(template, {"job": HOSTILE}, "--command")
+        subprocess.run([shell, "-c", command], cwd=tmp_path, timeout=60, check=True)
+        assert not (tmp_path / "PWNED").exists(), command
+        got = (tmp_path / "got").read_text().splitlines()
+        prefix = "--job=" if "--job=" in template else "x" if "printf x" in template else ""
+        assert got == [prefix + HOSTILE], command
+
+
+def test_a_hostile_job_id_reaches_the_command_as_written(tmp_path):
+    job = "a b;$(touch PWNED)`touch PWNED`'\"$HOME*"    # a job id (no '/' or '\\')
+    script = _run_script(tmp_path, 'printf "%s\\n" "--job={job}" {job} > got', job=job)
+    subprocess.run(["bash", str(script)], cwd=tmp_path, timeout=60, check=True)
+    assert not (tmp_path / "PWNED").exists()
+    assert (tmp_path / "got").read_text().splitlines() == [f"--job={job}", job]
+
+
+@pytest.mark.parametrize("template, words", [
+    ("echo `date` {job}", "after a backquote"),
+    ("x=$(printf %s {job})", "in or after a command substitution"),
+    ("echo $(echo \"(\") {job}", "after a command substitution"),
+    ("echo ${HOME:-x} {job}", "after a parameter expansion"),
+    ("cat <<EOF\n{job}\nEOF", "after a here-document"),
+    ("(cd /tmp && ./train.sh {job})", "after a subshell"),
+    ("echo $'a' {job}", "after a $'…' string"),
+    ("echo \\{job}", "right after a backslash"),
+    ("echo ${job}", "is a placeholder after '$'"),
+])
+def test_a_placeholder_whose_quoting_cannot_be_followed_is_refused(tmp_path, template, words):
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("s", 0.0, 90.0),)),))
+    path = plan.save(tmp_path / "plan.json")
+    for kind in ("slurm", "kubernetes", "argo"):
+        r = cli("export", kind, path, "--out", tmp_path / kind, "--command", template)
+        assert r.exit_code == 2 and r.error.startswith("error: --command: {job} ") or \
+            "'$'" in r.error, r.error
+        assert words in r.error and "$MILP_JOB" in r.error
+        assert not (tmp_path / kind).exists()
+
+
+def test_parameters_and_simple_substitutions_before_a_placeholder_are_fine(tmp_path):
+    script = _run_script(tmp_path, 'printf "%s %s\\n" "$(printf ok)" ${MILP_STEP} > got; '
+                                   "printf '%s\\n' {job} >> got", job="a b;$(x)")
+    subprocess.run(["bash", str(script)], cwd=tmp_path, timeout=60, check=True)
+    assert (tmp_path / "got").read_text().splitlines() == ["ok 0", "a b;$(x)"]
+
+
+# ---- plans from elsewhere are checked before any export --------------------------------------
+
+IMPOSSIBLE = {
+    "a run ending 13.9 h before it starts": ((Run("s", 50_000.0, 0.0),), "not after it starts"),
+    "steps out of time order": ((Run("s", 3600.0, 7200.0), Run("s", 0.0, 1800.0)),
+                                "time order"),
+    "a move from a site the job is not at": (
+        (Run("s", 0.0, 1800.0), Migration("t", "u", 1800.0, 1, 1, 11.4),
+         Run("u", 2700.0, 3600.0, restore_s=11.4)), "but the job is at 's'"),
+}
+
+
+@pytest.mark.parametrize("case", IMPOSSIBLE)
+@pytest.mark.parametrize("kind", ["json", "csv", "steps", "slurm", "kubernetes", "argo"])
+def test_an_impossible_plan_is_refused_by_every_export(tmp_path, case, kind):
+    steps, words = IMPOSSIBLE[case]
+    plan = Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", steps),))
+    path = plan.save(tmp_path / "plan.json")
+    out = tmp_path / ("o.file" if kind in ("json", "csv", "steps") else "o")
+    r = cli("export", kind, path, "--out", out)
+    assert r.exit_code == 2 and r.error.startswith(f"error: {path}, field 'jobs[0].steps[")
+    assert words in r.error and not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["csv", "steps", "slurm", "kubernetes", "argo"])
+def test_a_plan_ending_after_year_9999_is_one_line(tmp_path, kind):
+    plan = Plan(instance="x", start="9999-12-30T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("s", 0.0, 3 * 86400.0),)),))
+    path = plan.save(tmp_path / "plan.json")
+    out = tmp_path / ("o.file" if kind in ("csv", "steps") else "o")
+    r = cli("export", kind, path, "--out", out)
+    assert r.exit_code == 2 and "after year 9999" in r.error and "field 'start'" in r.error
+    r = cli("export", kind, plan_of_a_day(tmp_path), "--out", out, "--shift-to",
+            "9999-12-31T12:00:00+00:00")
+    assert r.exit_code == 2 and r.error.startswith("error: --shift-to: ") and not out.exists()
+
+
+def plan_of_a_day(tmp_path: Path) -> Path:
+    return Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15, policy="p",
+                jobs=(JobPlan("j", (Run("s", 0.0, 86400.0),)),)).save(tmp_path / "day.json")
+
+
+def test_long_job_ids_give_short_script_names_and_too_long_ones_one_line(tmp_path):
+    def plan(job):
+        return Plan(instance="x", start="2030-01-01T00:00:00+00:00", slot_minutes=15,
+                    policy="p", jobs=(JobPlan(job, (Run("s", 0.0, 90.0),)),
+                                      JobPlan(job[:-1] + "y", (Run("s", 0.0, 90.0),)))
+                    ).save(tmp_path / "plan.json")
+    r = cli("export", "slurm", plan("j" * 250), "--out", tmp_path / "ok")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "ok" / "jobs").iterdir())
+    assert len(names) == 2 and all(len(n) <= 200 for n in names)      # distinct, short
+    for name in names:
+        opts = sbatch_options(tmp_path / "ok" / "jobs" / name)
+        assert opts["job-name"].endswith("." + name.removesuffix(".sbatch"))
+    r = cli("export", "slurm", plan("j" * 301), "--out", tmp_path / "long")
+    assert r.exit_code == 2 and "longer than a file name may be" in r.error
+    assert not (tmp_path / "long").exists()
+
+
+# ---- what is already in --out -------------------------------------------------------------
+
+def test_an_export_keeps_the_users_files_and_replaces_its_own(moving_plan, tmp_path):
+    """It used to replace the whole jobs/ folder of --out, user files included."""
+    import subprocess
+    import sys
+
+    for kind in ("slurm", "kubernetes"):
+        out = tmp_path / kind
+        assert cli("export", kind, moving_plan, "--out", out).exit_code == 0
+        (out / "jobs" / "notes.txt").write_text("mine")
+        (out / "jobs" / "by-hand.yaml").write_text("x")
+        assert cli("export", kind, moving_plan, "--out", tmp_path / "fresh" / kind,
+                   "--plan-id", "again").exit_code == 0
+        r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()",
+                            "export", kind, str(moving_plan), "--out", str(out),
+                            "--plan-id", "again"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (out / "jobs" / "notes.txt").read_text() == "mine"
+        fresh = {p.name for p in (tmp_path / "fresh" / kind / "jobs").iterdir()}
+        assert {p.name for p in (out / "jobs").iterdir()} == fresh | {"notes.txt",
+                                                                       "by-hand.yaml"}
+        assert r.stderr.startswith("warning: kept 2 file(s) milp did not write")
+        assert "notes.txt" in r.stderr
+
+
+def test_an_output_name_taken_by_a_folder_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "o"
+    (out / "plan.json").mkdir(parents=True)
+    (out / "plan.json" / "precious").write_text("x")
+    r = cli("plan", TINY_DIR, "--policy", "static", "--out", out)
+    assert r.exit_code == 2 and "is a folder where milp writes a file" in r.error
+    assert (out / "plan.json" / "precious").read_text() == "x"
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "jobs").write_text("a file")
+    r = cli("export", "kubernetes", plan_of_a_day(tmp_path), "--out", tmp_path / "k")
+    assert r.exit_code == 2 and "where milp writes a folder" in r.error
+    assert (tmp_path / "k" / "jobs").read_text() == "a file"
+
+
+def test_two_exports_into_one_folder_at_once_both_succeed(moving_plan, tmp_path):
+    import sys
+
+    out = tmp_path / "o"
+    argv = [sys.executable, "-c", "from milp.cli import main; main()", "export", "slurm",
+            str(moving_plan), "--out", str(out)]
+    for _ in range(3):
+        procs = [subprocess.Popen([*argv, "--plan-id", pid], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for pid in ("a", "b")]
+        results = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], results
+        assert "Traceback" not in "".join(e for _, e in results)
+        plan_id = json.loads((out / "steps.json").read_text())["plan_id"]
+        scripts = list((out / "jobs").iterdir())
+        assert scripts and all(sbatch_options(f)["comment"] == f"milp-plan={plan_id}"
+                               for f in scripts)
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
 
 
 @pytest.mark.parametrize("job", ["../../etc/x", "a/b", ".."])

@@ -275,7 +275,7 @@ CASES = [
     ("sites-gpus-fraction", SITES, sub("wind,2,", "wind,2.5,"), SITES, 3, "gpus",
      "'2.5' must be a whole number"),
     ("sites-gpus-negative", SITES, sub("wind,2,", "wind,-2,"), SITES, 3, "gpus",
-     "'-2' must be >= 0"),
+     "'-2' must be > 0"),
     ("sites-gpus-nan", SITES, sub("wind,2,", "wind,NaN,"), SITES, 3, "gpus",
      "'NaN' is not a finite number"),
     ("sites-gpus-inf", SITES, sub("wind,2,", "wind,inf,"), SITES, 3, "gpus",
@@ -352,7 +352,7 @@ CASES = [
     ("links-gbps-zero", LINKS, sub("wind,city,1", "wind,city,0"), LINKS, 6, "gbps",
      "'0' must be > 0"),
     ("links-gbps-negative", LINKS, sub("wind,city,1", "wind,city,-1"), LINKS, 6, "gbps",
-     "'-1' must be >= 0"),
+     "'-1' must be > 0"),
     ("links-gbps-nan", LINKS, sub("wind,city,1", "wind,city,nan"), LINKS, 6, "gbps",
      "is not a finite number"),
     ("links-gbps-inf", LINKS, sub("wind,city,1", "wind,city,inf"), LINKS, 6, "gbps",
@@ -377,7 +377,7 @@ CASES = [
                                  "j05,wind,2024-06-01T01:00:00-07:00,,0,"),
      JOBS, 6, "work_h", "'0' must be > 0"),
     ("jobs-work-negative", JOBS, sub(",,2,25", ",,-2,25"), JOBS, 6, "work_h",
-     "'-2' must be >= 0"),
+     "'-2' must be > 0"),
     ("jobs-work-nan", JOBS, sub(",,2,25", ",,NaN,25"), JOBS, 6, "work_h",
      "'NaN' is not a finite number"),
     ("jobs-work-inf", JOBS, sub(",,2,25", ",,inf,25"), JOBS, 6, "work_h",
@@ -447,7 +447,7 @@ CASES = [
      JOBS, 3, None, "7 fields where the header has 6"),
     ("jobs-blank-line-keeps-numbering", JOBS,
      lambda t: sub("j02,", "\nj02,")(t).replace(",,3,40", ",,-3,40"), JOBS, 4, "work_h",
-     "'-3' must be >= 0"),
+     "'-3' must be > 0"),
     ("jobs-not-utf8", JOBS, non_utf8(b"j05", b"j\xff5"), JOBS, 6, None,
      "not UTF-8 text (bad byte 0xff)"),
 ]
@@ -623,3 +623,36 @@ def test_carriage_return_only_line_endings_are_read(tiny_copy):
     text = (tiny_copy / SITES).read_text()
     (tiny_copy / SITES).write_text(text.replace("\n", "\r"))
     assert load_instance(tiny_copy).gpus.tolist() == [4, 2, 4]
+
+
+def test_a_dst_day_in_wall_clock_times_is_reported_where_the_clock_jumps(tiny_copy):
+    """A fall-back day (2024-11-03, Los Angeles) written as local wall-clock times: after
+    01:45-07:00 comes 02:00-08:00, four slots ahead of 02:00-07:00. The error used to name the
+    last lines (the rows that run past the horizon), 85 lines below the mistake."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("America/Los_Angeles")
+    toml = tiny_copy / "instance.toml"
+    toml.write_text(toml.read_text().replace("2024-06-01T00:00:00-07:00",
+                                             "2024-11-03T00:00:00-07:00"))
+    jobs = tiny_copy / "jobs.csv"
+    jobs.write_text(jobs.read_text().replace("2024-06-01T", "2024-11-03T"))
+    rows = (tiny_copy / "renewable.csv").read_text().splitlines()
+    out = [rows[0]]
+    for k, row in enumerate(rows[1:]):
+        wall = (datetime(2024, 11, 3) + timedelta(minutes=15 * k)).replace(tzinfo=tz)
+        out.append(",".join([wall.isoformat(), *row.split(",")[1:]]))
+    (tiny_copy / "renewable.csv").write_text("\n".join(out) + "\n")
+    e = load_error(tiny_copy)
+    assert (e.file, e.line, e.field) == ("renewable.csv", 10, "time"), str(e)
+    assert "expected the time of slot 8 (2024-11-03T02:00-0700), found that of slot 12" in \
+        e.message
+
+
+def test_a_negative_value_where_0_is_refused_too_says_so(tiny_copy):
+    """'must be >= 0' used to be said of values where 0 is refused as well."""
+    jobs = tiny_copy / "jobs.csv"
+    jobs.write_text(jobs.read_text().replace(",,2,25", ",,-2,25"))
+    e = load_error(tiny_copy)
+    assert e.field == "work_h" and e.message == "'-2' must be > 0"

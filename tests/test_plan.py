@@ -164,3 +164,102 @@ def test_deeply_nested_json_is_refused(tmp_path):
     (tmp_path / "p.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="nested too deeply"):
         Plan.load(tmp_path / "p.json")
+
+
+# ---- numbers too large to compute with ------------------------------------------------------
+
+@pytest.mark.parametrize("field, text", [("slot_minutes", "1" + "0" * 400),
+                                         ("slot_minutes", "-" + "9" * 30),
+                                         ("slot_minutes", "1e999"),
+                                         ("end_s", "9" * 5000)])
+def test_numbers_too_large_to_compute_with_are_one_line(tmp_path, field, text):
+    """A JSON integer beyond a float's range used to reach the evaluator (OverflowError);
+    5000 digits, Python's own limit for int()."""
+    from tests.test_hostile import run_main
+
+    p = Plan("tiny-3site", "2024-06-01T00:00:00-07:00", 15, "p",
+             (JobPlan("j01", (Run("city", 0, 1800),)),))
+    raw = p.to_json().replace('"slot_minutes": 15', f'"slot_minutes": {text}') \
+        if field == "slot_minutes" else p.to_json().replace('"end_s": 1800', f'"end_s": {text}')
+    (tmp_path / "p.json").write_text(raw)
+    for args in (["evaluate", TINY, tmp_path / "p.json"],
+                 ["export", "csv", tmp_path / "p.json", "--out", tmp_path / "o.csv"]):
+        code, out, err = run_main(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"error: {tmp_path / 'p.json'}: holds ")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_huge_numbers_in_a_state_are_one_line(tmp_path):
+    from tests.test_hostile import run_main
+
+    (tmp_path / "s.json").write_text(
+        '{"schema": "milp-state", "version": 1, "at": "2024-06-01T06:00:00-07:00", "jobs": '
+        '[{"job": "j01", "site": "city", "work_left_h": 1' + "0" * 400 + '}]}')
+    code, out, err = run_main("replan", TINY, "--state", tmp_path / "s.json", "--policy",
+                              "static", "--out", tmp_path / "o")
+    assert code == 2 and err.count("\n") == 1 and "401 digits" in err
+    assert not (tmp_path / "o").exists()
+
+
+# ---- what a plan must be, whatever the instance (checked before any export) -----------------
+
+def _one_job(*steps) -> Plan:
+    return Plan("x", "2030-01-01T00:00:00+00:00", 15, "p", (JobPlan("j", tuple(steps)),))
+
+
+@pytest.mark.parametrize("steps, field, words", [
+    ((Run("a", 50_000, 0),), "jobs[0].steps[0].end_s", "not after it starts"),
+    ((Run("a", 10, 10),), "jobs[0].steps[0].end_s", "not after it starts"),
+    ((Run("a", 3600, 7200), Run("a", 0, 1800)), "jobs[0].steps[1].start_s", "time order"),
+    ((Run("a", 0, 1800), Migration("a", "b", 1000, 1, 1, 11.4)), "jobs[0].steps[1].start_s",
+     "time order"),
+    ((Migration("a", "b", 0, 40, 32, 42.4), Run("b", 20, 900, restore_s=10.4)),
+     "jobs[0].steps[1].start_s", "before its previous step ends (32 s)"),
+    ((Run("a", 0, 1800), Migration("b", "c", 1800, 1, 1, 11.4)), "jobs[0].steps[1].src",
+     "migrates from 'b', but the job is at 'a'"),
+    ((Migration("a", "b", 0, 1, 1, 11.4), Run("a", 900, 1800)), "jobs[0].steps[1].site",
+     "runs at 'a', but the job is at 'b'"),
+    ((Run("a", 0, 1800), Run("b", 1800, 3600)), "jobs[0].steps[1].site", "job is at 'a'"),
+    ((Migration("a", "a", 0, 1, 1, 11.4),), "jobs[0].steps[0].dst", "to itself"),
+    ((Migration("a", "b", 0, 1, 20, 11.4),), "jobs[0].steps[0].disruption_s",
+     "shorter than its transfer"),
+    ((Run("a", 0, 100, restore_s=101),), "jobs[0].steps[0].restore_s", "longer than the run"),
+])
+def test_impossible_chains_are_refused_naming_job_and_step(steps, field, words):
+    from milp.plan import check_chains
+
+    with pytest.raises(InputError) as e:
+        check_chains(_one_job(*steps), "p.json")
+    assert (e.value.file, e.value.field) == ("p.json", field) and words in e.value.message
+    assert "job 'j'" in e.value.message
+
+
+def test_a_job_listed_twice_is_refused():
+    from milp.plan import check_chains
+
+    plan = Plan("x", "t", 15, "p", (JobPlan("j", ()), JobPlan("k", ()), JobPlan("j", ())))
+    with pytest.raises(InputError, match=r"listed twice \(also jobs\[0\]\)"):
+        check_chains(plan)
+
+
+def test_every_plan_milp_makes_passes_the_chain_check(moving_plan):
+    """Every policy's plans, executed replays (lost runs, re-plans), and every plan shipped or
+    committed: the check refuses only what no instance can make valid."""
+    from milp.plan import check_chains
+    from milp.policies import POLICIES
+    from milp.replay import Faults, replay
+    from tests.conftest import ROOT
+
+    inst = load_instance(TINY)
+    for name, policy in POLICIES.items():
+        check_chains(policy(inst, None), name)
+    r = replay(inst, Plan.load(moving_plan), Faults(0.3, 0.1, 1, ((1, 5 * H),), 600),
+               replan="feasibility-aware", replan_every_s=3 * H)
+    assert any(s.lost for jp in r.executed.jobs for s in jp.steps if isinstance(s, Run))
+    check_chains(r.executed, "replayed")
+    shipped = [*(ROOT / "solutions").rglob("*plan.json"),
+               *(ROOT / "benchmarks").rglob("plan.json")]
+    assert len(shipped) > 20
+    for path in shipped:
+        check_chains(Plan.load(path), str(path))

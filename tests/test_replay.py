@@ -427,3 +427,66 @@ def test_at_before_the_states_own_time_is_refused(tmp_path):
     r = run_cli("replan", TINY, "--state", state, "--at", "2h", "--policy", "static",
                 "--out", tmp_path / "o")
     assert r.exit_code == 2 and "before the state's own time" in r.error
+
+
+# ---- issue 19 ---------------------------------------------------------------------------------
+
+def test_the_remainder_leaves_out_a_job_ready_after_the_last_slot_starts():
+    """Its release used to be clamped to the last slot, so a plan ran it from 23:45 on a
+    checkpoint that arrives at 23:55."""
+    inst = load_instance(TINY)
+    j4, j5 = inst.job_index_map["j04"], inst.job_index_map["j05"]
+    state = State(at_s=23 * H + 40 * 60, jobs={j4: JobState(1, 0.1, 23 * H + 55 * 60),
+                                               j5: JobState(1, 0.1, 23 * H + 40 * 60)})
+    plan, rest, local = replan(inst, state, "static")
+    assert "j04" not in rest.inst.jobs and rest.late == {j4: state.jobs[j4]}
+    assert rest.inst.release_slot[rest.inst.job_index_map["j05"]] == 0
+    assert all(s.start_s >= 23 * H + 55 * 60 for s in plan.job("j04").steps) \
+        if plan.job("j04") else True
+    assert plan.job("j05").steps and evaluate(rest.inst, local).valid
+
+
+def test_a_checkpoint_ready_after_the_last_slot_starts_is_not_run_before_it_arrives(tmp_path):
+    """The release used to be clamped to the last slot: the job ran from 23:45 on a
+    checkpoint arriving at 23:55."""
+    state = write_state(tmp_path / "s.json", at="2024-06-01T23:40:00-07:00", jobs=[
+        {"job": "j04", "site": "wind", "work_left_h": 0.1, "ready": "2024-06-01T23:55:00-07:00"},
+        {"job": "j05", "site": "wind", "work_left_h": 0.1}])
+    out = tmp_path / "o"
+    r = run_cli("replan", TINY, "--state", state, "--policy", "static", "--out", out)
+    assert r.exit_code == 0, r.output
+    plan = Plan.load(out / "plan.json")
+    ready = 23 * H + 55 * 60
+    for jp in plan.jobs:
+        assert jp.job != "j04" or all(s.start_s >= ready for s in jp.steps)
+    assert plan.job("j05").steps                       # ready at 23:40: runs in the last slot
+    summary = json.loads((out / "summary.json").read_text())
+    assert [x["job"] for x in summary["ready_after_last_slot"]] == ["j04"]
+    assert summary["ready_after_last_slot"][0]["work_left_h"] == 0.1
+    assert "unfinished: job j04 at wind, 0.1 GPU-h left: its checkpoint is ready at " \
+           "2024-06-01T23:55:00.000-07:00, after the last slot starts" in r.output
+    inst = load_instance(TINY)
+    rest = remainder(inst, load_state(inst, state))
+    assert "j04" not in rest.inst.jobs and list(rest.late) == [inst.job_index_map["j04"]]
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--seed", "-1"], "--seed"), (["--seed", str(2**31)], "--seed"),
+    (["--bandwidth-factor", "inf"], "--bandwidth-factor"),
+    (["--bandwidth-factor", "0"], "--bandwidth-factor"),
+    (["--bandwidth-factor", "nan"], "--bandwidth-factor"),
+    (["--renewable-noise", "1e308"], "--renewable-noise"),
+    (["--renewable-noise", "inf"], "--renewable-noise"),
+    (["--checkpoint-minutes", "inf"], "--checkpoint-minutes"),
+    (["--replan", "static", "--replan-every", "1e308"], "--replan-every"),
+    (["--time-limit", "inf"], "--time-limit"),
+])
+def test_replay_options_out_of_range_are_one_line_and_write_nothing(tmp_path, args, option):
+    from tests.test_hostile import run_main
+
+    plan = hand_plan(load_instance(TINY), ("j01", (Run("city", 0.0, 3600.0),)))
+    path = plan.save(tmp_path / "p.json")
+    code, out, err = run_main("replay", TINY, path, "--out", tmp_path / "o", *args)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: {option}: ") and "is not a" in err
+    assert not (tmp_path / "o").exists()

@@ -68,3 +68,29 @@ def test_gantt_pages_beyond_100_jobs_and_cli(tmp_path):
     r = subprocess.run([*CLI, "report", str(d), str(tmp_path / "missing.json"), "--out",
                         str(tmp_path / "rep2")], capture_output=True, text=True)
     assert r.returncode == 2 and "file is missing" in r.stderr
+
+
+def test_a_plan_naming_an_unknown_site_or_job_is_one_line(tmp_path):
+    """It used to be a KeyError traceback, after a figure had been written into --out."""
+    from milp.plan import JobPlan, Plan, Run
+    from tests.test_hostile import run_main
+
+    for job, site, words in (("j01", "mars", "site 'mars' is not a site of instance"),
+                             ("j99", "city", "job 'j99' is not a job of instance")):
+        path = Plan("tiny-3site", "2024-06-01T00:00:00-07:00", 15, "p",
+                    (JobPlan(job, (Run(site, 0.0, 1800.0),)),)).save(tmp_path / "p.json")
+        code, out, err = run_main("report", TINY, path, "--out", tmp_path / "rep")
+        assert code == 2 and out == "" and err.count("\n") == 1 and words in err, err
+        assert not (tmp_path / "rep").exists()
+
+
+def test_a_report_that_fails_half_way_leaves_nothing(tmp_path, monkeypatch):
+    """report used to write straight into --out: the figures made before a failure stayed."""
+    import milp.report
+    from tests.conftest import run_cli
+
+    plan = POLICIES["static"](load_instance(TINY), None).save(tmp_path / "plan.json")
+    monkeypatch.setattr(milp.report, "_html", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run_cli("report", TINY, plan, "--out", tmp_path / "rep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]

@@ -8,8 +8,11 @@ number of run and transfer steps and the planned compute seconds are the same in
 #: Default command of a run step (placeholders: see :data:`milp.export.commands.PLACEHOLDERS`).
 DEFAULT_COMMAND = "./train.sh --job {job} --resume {checkpoint} --until {end}"
 #: Default command of a transfer step, which runs at the source site: copy the local
-#: checkpoint folder to the destination's (``host:path``).
-DEFAULT_TRANSFER = "rsync -a --partial {checkpoint}/ {dst}/"
+#: checkpoint folder to the destination's (``host:path``). ``-s`` (``--protect-args``, rsync
+#: 3.0.0 and later) sends the remote path through rsync's protocol, never through the remote
+#: host's shell (which rsync before 3.2.4 would otherwise hand it to); ``--`` ends the options,
+#: so no path is read as one.
+DEFAULT_TRANSFER = "rsync -a -s --partial -- {checkpoint}/ {dst}/"
 #: Kubernetes defaults: node label naming the site, image of every step (it must hold the
 #: run command's program and the transfer command's, e.g. rsync and ssh).
 DEFAULT_LABEL = "milp.io/site"

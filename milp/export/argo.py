@@ -100,6 +100,10 @@ def workflow(sched: Schedule, sites: SiteMap, opts: PodOptions = PodOptions(),
             if key in parts:
                 template[key] = parts[key]
         template["container"] = parts["container"]
+        if "{{" in json.dumps(template, ensure_ascii=False):
+            raise InputError("plan.json", f"step {s.name!r} would hold '{{{{', which Argo "
+                             f"replaces (its template syntax): a job id, site name or site-map "
+                             f"value with '{{{{' cannot go into a Workflow", field="jobs")
         templates.append(template)
     wait_template = {
         "name": WAIT,

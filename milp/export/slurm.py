@@ -26,6 +26,7 @@ killed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import shlex
@@ -156,18 +157,33 @@ def _forwarding(command: str, signal: str, margin: float) -> list[str]:
     ]
 
 
+#: Longest step part of a script's file name and job name (characters): a file name stays
+#: well under the 255 bytes file systems take, whatever the job id.
+MAX_STEP_SLUG = 180
+
+
 def slug(name: str) -> str:
     """A name as Slurm job names and file names take it (no spaces or shell syntax)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
+def step_slug(step: Step) -> str:
+    """:func:`slug` of the step's name, cut to :data:`MAX_STEP_SLUG` characters with a hash
+    of the whole name when longer (so that distinct long names stay distinct)."""
+    text = slug(step.name)
+    if len(text) <= MAX_STEP_SLUG:
+        return text
+    digest = hashlib.sha1(step.name.encode("utf-8")).hexdigest()[:8]
+    return f"{text[:MAX_STEP_SLUG - 9]}-{digest}"
+
+
 def job_name(sched: Schedule, step: Step) -> str:
     """The Slurm job name of a step: ``<plan id>.<step name>`` (made safe by :func:`slug`)."""
-    return slug(f"{sched.plan_id}.{step.name}")
+    return f"{slug(sched.plan_id)}.{step_slug(step)}"
 
 
 def file_name(step: Step) -> str:
-    return slug(step.name) + ".sbatch"
+    return step_slug(step) + ".sbatch"
 
 
 def submit_script(sched: Schedule, names: dict[str, str]) -> str:

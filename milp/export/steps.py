@@ -113,9 +113,18 @@ def plan_steps(plan: Plan, shift_to: str | None = None) -> list[Step]:
             kind = "run" if run else "transfer"
             name = f"{jp.job}.{k}.{kind}"
             end_s = s.end_s if run else s.start_s + s.transfer_s
+            try:
+                begin = start + timedelta(seconds=s.start_s)
+                begin + timedelta(seconds=end_s - s.start_s)
+            except OverflowError:
+                source, fld = ("--shift-to", None) if shift_to is not None else \
+                    ("plan.json", "start")
+                raise InputError(source, f"job {jp.job!r} step {k} would end after year 9999 "
+                                 f"({start.isoformat()} + {end_s:g} s), which no clock "
+                                 f"shows", field=fld) from None
             steps.append(Step(
                 job=jp.job, index=k, kind=kind, site=s.site if run else s.src,
-                dst="" if run else s.dst, begin=start + timedelta(seconds=s.start_s),
+                dst="" if run else s.dst, begin=begin,
                 start_s=s.start_s, end_s=end_s, checkpoint_gb=0.0 if run else s.checkpoint_gb,
                 disruption_s=0.0 if run else s.disruption_s, name=name, after=after,
                 restore_s=s.restore_s if run else 0.0))

@@ -22,11 +22,21 @@ value ``s01-solar``::
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from milp.errors import InputError
+
+#: Characters a checkpoint location on another host may hold (its shell may read it).
+REMOTE_SAFE = re.compile(r"[A-Za-z0-9_.,+=@%:/-]+")
+REMOTE_SAFE_TEXT = "letters, digits and _ . , + = @ % : / -"
+#: A host for ``host:path``: a name or address, optionally ``user@``, an IPv6 address in [].
+REMOTE_HOST = re.compile(r"(?!-)[A-Za-z0-9_.-]+(@(?!-)[A-Za-z0-9_.-]+)?|"
+                         r"([A-Za-z0-9_.-]+@)?\[[0-9A-Fa-f:.]+\]")
+#: Longest file name most file systems take (bytes): a checkpoint folder named by a job id.
+MAX_NAME_BYTES = 255
 
 _DEFAULT_KEYS = {"gres", "gpu_resource", "checkpoint", "sbatch"}
 _SITE_KEYS = {"partition", "cluster", "host", "node_label", "checkpoint", "gres", "sbatch",
@@ -49,15 +59,44 @@ class Target:
     claim: str = ""        #: PersistentVolumeClaim of the checkpoints ("" for the default)
 
     def checkpoint_path(self, job: str) -> str:
-        """The checkpoint folder of ``job`` at this site (a job id cannot climb out of it)."""
+        """The checkpoint folder of ``job`` at this site (a job id cannot climb out of it, be
+        longer than a file name, or make the path look like a command's option)."""
         if "/" in job or "\\" in job or job in (".", ".."):
             raise InputError("plan.json", f"job id {job!r} cannot be part of a checkpoint path "
                              f"(no '/', '\\', '.' or '..')", field="jobs")
-        return self.checkpoint.replace("{job}", job)
+        if len(job.encode("utf-8")) > MAX_NAME_BYTES:
+            raise InputError("plan.json", f"job id {job!r} cannot be part of a checkpoint path: "
+                             f"it is longer than a file name may be ({MAX_NAME_BYTES} bytes)",
+                             field="jobs")
+        path = self.checkpoint.replace("{job}", job)
+        if path.startswith("-"):
+            raise InputError("plan.json", f"checkpoint path {path!r} of job {job!r} would be "
+                             f"read as a command option (it starts with '-')", field="jobs")
+        return path
 
     def checkpoint_url(self, job: str) -> str:
-        """``host:path`` as rsync/scp take it (just the path when ``host`` is empty)."""
+        """``host:path`` as rsync/scp take it (just the path when ``host`` is empty).
+
+        This location reaches another host, whose shell reads the path when the transfer
+        command passes it on the remote command line (scp, and rsync older than 3.2.4 without
+        ``-s``): host and path may hold only :data:`REMOTE_SAFE` characters, so that no job id
+        or site name can make that shell run anything."""
         path = self.checkpoint_path(job)
+        if self.host and not REMOTE_HOST.fullmatch(self.host):
+            raise InputError("--site-map", f"host {self.host!r} of site {self.site!r} is not a "
+                             f"host name for a transfer (letters, digits, '.', '-', '_', user@, "
+                             f"[IPv6]; not starting with '-'); set sites.\"{self.site}\".host",
+                             field=f"sites.{self.site}.host")
+        if not REMOTE_SAFE.fullmatch(path):
+            template = self.checkpoint.replace("{job}", "")
+            if not REMOTE_SAFE.fullmatch(template or "x"):
+                raise InputError("--site-map", f"checkpoint path {self.checkpoint!r} of site "
+                                 f"{self.site!r} holds characters a remote shell would read "
+                                 f"({REMOTE_SAFE_TEXT} only)", field=f"sites.{self.site}.checkpoint")
+            raise InputError("plan.json", f"job id {job!r} cannot be part of a checkpoint "
+                             f"location on another host: the other host's shell may read it (scp, "
+                             f"rsync before 3.2.4), so a job that moves may use "
+                             f"{REMOTE_SAFE_TEXT} only", field="jobs")
         return f"{self.host}:{path}" if self.host else path
 
 
@@ -83,10 +122,11 @@ class SiteMap:
         """Read and check a site-map file; ``None`` gives the defaults."""
         if path is None:
             return cls()
-        if not path.is_file():
-            raise InputError(str(path), "file is missing")
+        from milp.files import read_input
+
+        raw = read_input(path)
         try:
-            data = tomllib.loads(path.read_bytes().decode("utf-8"))
+            data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise InputError(str(path), "not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:

@@ -1,0 +1,227 @@
+"""The command line's contract, whatever the command: a mistake on the command line is one
+``error:`` line and exit 2 (never the framework's box, never a traceback, whatever number an
+option is given); long lists are cut; SIGTERM (what timeout, Slurm, systemd and Kubernetes send)
+leaves nothing half-written, no staging folder either; and an output of two files appears whole
+or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from milp.plan import JobPlan, Plan, Run
+from milp.policies import POLICIES
+from tests.conftest import ROOT, TINY, run_cli
+from tests.test_hostile import run_main
+
+
+def assert_one_error(code: int, out: str, err: str, start: str = "error: ") -> None:
+    assert code == 2, (code, out, err)
+    assert out == "" and err.startswith(start), err
+    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
+    assert "Traceback" not in err and "╭" not in err and "Usage:" not in err
+
+
+# ---- mistakes on the command line ------------------------------------------------------------
+
+@pytest.mark.parametrize("args, start", [
+    (["plan", TINY, "--out", "o", "--bogus"], "error: --bogus: no such option of milp plan"),
+    (["plan", TINY], "error: --out: milp plan needs this option"),
+    (["check"], "error: DIRECTORY: milp check needs this argument"),
+    (["plan", TINY, "--out", "o", "--threads", "two"], "error: --threads: "),
+    (["plan", TINY, "--out", "o", "--policy"], "error: --policy: "),
+    (["plan", TINY, "--out", "o", "extra"], "error: milp plan: Got unexpected extra argument"),
+    (["teleport"], "error: milp: No such command 'teleport'"),
+    (["export", "pdf", "p.json"], "error: milp export: No such command 'pdf'"),
+    (["feasibility", "--checkpoint-gb", "1"], "error: --bandwidth-gbps: "),
+])
+def test_a_command_line_mistake_is_one_error_line(tmp_path, args, start):
+    """It used to be typer's five-line box (Usage, a hint, a frame around the message)."""
+    assert_one_error(*run_main(*[a if a != "o" else tmp_path / "o" for a in args]), start)
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_is_still_help():
+    code, out, err = run_main("plan", "--help")
+    assert code == 0 and "--policy" in out and err == ""
+    code, out, err = run_main()
+    assert code == 2 and "plan" in out and "export" in out and err == ""
+
+
+#: Every numeric option, with the arguments its command needs besides (nothing runs long: the
+#: values tried are all out of range, so each command stops at its option).
+NUMERIC = [
+    *((["feasibility", "--checkpoint-gb", "1", "--bandwidth-gbps", "1"], o) for o in (
+        "--checkpoint-gb", "--bandwidth-gbps", "--window-h", "--alpha", "--load-time-s",
+        "--downtime-s", "--transfer-kw", "--compute-kw")),
+    *((["phase-diagram", "--out", "OUT.png"], o) for o in (
+        "--window-h", "--alpha", "--load-time-s", "--downtime-s", "--min-gb", "--max-gb",
+        "--min-gbps", "--max-gbps", "--points")),
+    *((["plan", TINY, "--policy", "static", "--out", "OUT"], o) for o in (
+        "--time-limit", "--gap", "--threads", "--max-sites", "--seed")),
+    *((["replay", TINY, "PLAN", "--out", "OUT", "--replan", "static"], o) for o in (
+        "--bandwidth-factor", "--renewable-noise", "--seed", "--checkpoint-minutes",
+        "--replan-every", "--time-limit")),
+    (["replan", TINY, "--state", "STATE", "--policy", "static", "--out", "OUT"], "--time-limit"),
+    (["export", "slurm", "PLAN", "--out", "OUT"], "--margin"),
+    (["export", "kubernetes", "PLAN", "--out", "OUT"], "--margin"),
+    (["export", "kubernetes", "PLAN", "--out", "OUT"], "--ttl"),
+    (["bench", TINY, "--out", "OUT", "--policies", "static"], "--time-limit"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    from milp.instance import load_instance
+
+    plan = POLICIES["static"](load_instance(TINY), None).save(d / "plan.json")
+    (d / "state.json").write_text(json.dumps({
+        "schema": "milp-state", "version": 1, "at": "2024-06-01T06:00:00-07:00", "jobs": []}))
+    return {"PLAN": plan, "STATE": d / "state.json"}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "-1e308", "-1",
+                                   "99999999999999999999999"])
+@pytest.mark.parametrize("args, option", NUMERIC, ids=[f"{a[0]} {o}" for a, o in NUMERIC])
+def test_no_number_given_to_an_option_is_a_traceback(tmp_path, inputs, args, option, value):
+    """Every value here is out of range for every option: one line naming the option, exit 2,
+    nothing written. (inf, 1e308 and -1 used to end in OverflowError, ValueError or a JSON
+    error in replay, phase-diagram and feasibility.)"""
+    code, out, err = run_main(*argv(args, tmp_path, inputs), option, value)
+    assert_one_error(code, out, err, f"error: {option}: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def argv(args: list, tmp_path: Path, inputs: dict[str, Path]) -> list:
+    """``args`` with OUT… as a path under ``tmp_path`` and PLAN, STATE as the inputs."""
+    return [tmp_path / ("out" + a[3:]) if isinstance(a, str) and a.startswith("OUT")
+            else inputs.get(a, a) if isinstance(a, str) else a for a in args]
+
+
+@pytest.mark.parametrize("args", [
+    ["feasibility", "--checkpoint-gb", "1e12", "--bandwidth-gbps", "0", "--alpha", "0"],
+    ["feasibility", "--checkpoint-gb", "0", "--bandwidth-gbps", "1e12", "--compute-kw", "1e12"],
+])
+def test_the_ends_of_each_range_are_accepted(args):
+    code, out, err = run_main(*args, "--json")
+    assert code == 0 and err == "" and json.loads(out)["class"] in "ABC"
+
+
+# ---- long lists --------------------------------------------------------------------------------
+
+def test_evaluate_prints_at_most_20_violations_and_json_lists_them_all(tmp_path):
+    """A plan with 200 014 violations used to print 200 014 lines."""
+    steps = tuple(Run("mars", 60.0 * k, 60.0 * k + 30) for k in range(120))
+    path = Plan("tiny-3site", "2024-06-01T00:00:00-07:00", 15, "p",
+                (JobPlan("j01", steps),)).save(tmp_path / "p.json")
+    code, out, err = run_main("evaluate", TINY, path)
+    lines = [x for x in out.splitlines() if x.startswith("violation: ")]
+    assert code == 1 and len(lines) == 21
+    assert lines[-1] == "violation: ... and 100 more (--json lists them all)"
+    code, out, _ = run_main("evaluate", TINY, path, "--json")
+    assert code == 1 and len(json.loads(out)["violations"]) == 120
+
+
+# ---- SIGTERM -----------------------------------------------------------------------------------
+
+#: Runs milp with every write into a temporary file or staging folder stalled for 5 minutes
+#: after it has happened (the first one), having created $MILP_TEST_READY: the test then sends
+#: the signal while the command is half-way through its output.
+STALLED = r"""
+import os, pathlib, sys, time
+ready = os.environ["MILP_TEST_READY"]
+def stall(real):
+    def write(self, *args, **kwargs):
+        n = real(self, *args, **kwargs)
+        if ".tmp" in str(self) and not os.path.exists(ready):
+            open(ready, "w").close()
+            time.sleep(300)
+        return n
+    return write
+pathlib.Path.write_bytes = stall(pathlib.Path.write_bytes)
+pathlib.Path.write_text = stall(pathlib.Path.write_text)
+from milp.cli import main
+sys.argv = ["milp", *sys.argv[1:]]
+main()
+"""
+
+#: Every command that writes output, with its arguments (OUT: its output).
+WRITERS = {
+    "plan": ["plan", TINY, "--policy", "static", "--out", "OUT"],
+    "replay": ["replay", TINY, "PLAN", "--out", "OUT"],
+    "replan": ["replan", TINY, "--state", "STATE", "--policy", "static", "--out", "OUT"],
+    "report": ["report", TINY, "PLAN", "--out", "OUT"],
+    "export json": ["export", "json", "PLAN", "--out", "OUT"],
+    "export csv": ["export", "csv", "PLAN", "--out", "OUT"],
+    "export steps": ["export", "steps", "PLAN", "--out", "OUT"],
+    "export slurm": ["export", "slurm", "PLAN", "--out", "OUT"],
+    "export kubernetes": ["export", "kubernetes", "PLAN", "--out", "OUT"],
+    "export argo": ["export", "argo", "PLAN", "--out", "OUT"],
+    "phase-diagram": ["phase-diagram", "--points", "5", "--out", "OUT"],
+    "build-instance": ["build-instance", "--out", "OUT", "--jobs", "10", "--sites", "2"],
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
+@pytest.mark.parametrize("command", WRITERS)
+def test_sigterm_half_way_through_an_output_leaves_nothing(tmp_path, inputs, command, signum):
+    """The default action of SIGTERM used to end the process on the spot, leaving its hidden
+    staging folder (or temporary file) beside --out for good; SIGINT was clean."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / ("out.png" if command == "phase-diagram" else "out")
+    args = [str(out) if a == "OUT" else str(inputs.get(a, a)) for a in WRITERS[command]]
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", STALLED, *args], cwd=ROOT,
+                            env={**os.environ, "MILP_TEST_READY": str(ready)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not ready.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"{command} ended before writing: {proc.communicate()}")
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    assert list(work.iterdir()) == [], "a staging folder or temporary file was left behind"
+
+
+def test_sighup_is_handled_as_sigterm(tmp_path, inputs):
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", STALLED, "export", "slurm",
+                             str(inputs["PLAN"]), "--out", str(tmp_path / "o")], cwd=ROOT,
+                            env={**os.environ, "MILP_TEST_READY": str(ready)})
+    try:
+        while not ready.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGHUP
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready"]
+
+
+# ---- two files, both or neither ----------------------------------------------------------------
+
+def test_phase_diagram_writes_its_csv_only_with_its_png(tmp_path, monkeypatch):
+    """It used to write the CSV first, then fail on the PNG, leaving the CSV alone."""
+    import milp.figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the PNG cannot be drawn")
+    monkeypatch.setattr(milp.figures, "phase_diagram_png", broken)
+    with pytest.raises(RuntimeError):
+        run_cli("phase-diagram", "--points", "5", "--out", tmp_path / "pd.png")
+    assert list(tmp_path.iterdir()) == []
