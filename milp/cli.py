@@ -136,6 +136,10 @@ def check(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
     typer.echo("\n".join(lines))
 
 
+#: The MILP's engines (milp/engine/solve.py).
+ENGINES = ("auto", "compact", "decomposition")
+
+
 def _restarts(cap: int | None) -> str:
     return "any number of" if cap is None else str(cap)
 
@@ -271,10 +275,16 @@ def plan_cmd(
     out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json.")],
     policy: Annotated[str, typer.Option(help="milp, static, wait-awhile, energy-only or "
                                         "feasibility-aware.")] = "feasibility-aware",
-    time_limit: Annotated[float, typer.Option(help="milp: solver time limit (s).",
-                                              callback=_number())] = 60.0,
-    gap: Annotated[float, typer.Option(help="milp: relative MIP gap to stop at.",
-                                       callback=_number(0, 1))] = 1e-3,
+    time_limit: Annotated[float, typer.Option(
+        help="milp: seconds of wall-clock time from the command's start (reading the instance "
+             "included) to the plan.", callback=_number())] = 60.0,
+    gap: Annotated[float, typer.Option(help="milp: stop when the plan is within this relative "
+                                       "gap of the bound.", callback=_number(0, 1))] = 0.01,
+    abs_gap: Annotated[float, typer.Option(help="milp: ... or within this many kWh of it, "
+                                           "whichever comes first.", callback=_number())] = 0.05,
+    engine: Annotated[str, typer.Option(
+        help="milp: auto (compact for small instances, else decomposition), compact (the "
+             "whole MILP) or decomposition (column generation over job schedules).")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.",
                                                    callback=_whole(1, 1024))] = None,
     elastic: Annotated[bool, typer.Option(help="milp: allow unfinished work, minimised "
@@ -301,15 +311,18 @@ def plan_cmd(
     from milp.policies import POLICIES
     from milp.engine.solve import SolveOptions
 
+    command_started = time.perf_counter()
     _check_policy(policy, "--policy")
+    if engine not in ENGINES:
+        raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     _check_out_dir(out, files=("plan.json", "schedule.csv", "summary.json"))
     inst = load_instance(directory)
     started = time.perf_counter()
     solver = None
     if policy == "milp":
         plan, solver = _solve_milp(inst, SolveOptions(
-            time_limit_s=time_limit, gap=gap, threads=threads, elastic=elastic,
-            max_sites=max_sites, seed=seed), quiet)
+            time_limit_s=time_limit, gap=gap, abs_gap=abs_gap, engine=engine, threads=threads,
+            elastic=elastic, max_sites=max_sites, seed=seed, started=command_started), quiet)
     else:
         with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"{policy} on {inst.name}", total=None)
@@ -329,8 +342,9 @@ def plan_cmd(
     if not quiet:
         if solver is not None:
             head.update({f"solver.{k}": getattr(solver, k) for k in (
-                "status", "objective", "bound", "gap", "build_s", "solve_s", "seed_policy",
-                "seed_grid_energy_kwh", "warm_start_accepted", "improved")})
+                "engine", "status", "objective", "bound", "bound_source", "gap", "converged",
+                "iterations", "columns", "build_s", "solve_s", "seed_policy",
+                "seed_grid_energy_kwh", "improved")})
         _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
         typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)

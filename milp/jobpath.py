@@ -142,112 +142,132 @@ def _sweep(K, Kk, B, R, U, M, capped, work, sigma, origin_k, start_mode, has_mov
     arr = np.full((ring, S), np.inf)
     arr_pred = np.zeros((ring, S), dtype=np.int32)
     arr_time = np.zeros((ring, S), dtype=np.int16)
+    leave = np.full(S // M, np.inf)                  # cheapest state that may move, per
+    leave_mode = np.zeros(S // M, dtype=np.int8)     # (site, k, b, r), and its mode
     V[origin_k * sKBRM + start_mode] = 0.0
     best, best_i, best_s, best_a = np.inf, -1, -1, -1
     last_run = RUN + U - 1
     for i in range(D):
         nxt[:] = np.inf
         prog = progress[i]
-        for s in range(S):
-            v = V[s]
-            if v == np.inf:
-                continue
-            kn = s // sKBRM
-            rest = s - kn * sKBRM
-            k = rest // sBRM
-            rest -= k * sBRM
-            b = rest // sRM
-            rest -= b * sRM
-            r = rest // M
-            mode = rest - r * M
-            left = work - (k - b * sigma)
-            h = hold[kn, i]
-            restart = mode == PAUSED
-            may_run = h < np.inf and not (restart and capped and r >= R - 1)
-            restore = mode == READY or mode == ARRIVED or mode == PAUSED
-            if may_run:
-                price = occupy[kn, i]
-                e = kwh[kn]
-                f = free[kn, i]
-                fc = full[kn, i]
-                oc = price * (e - f if e > f else 0.0) + fc     # a full slot
-                rs = sigma if restore else 0.0
-                # end the job in this slot: run what its work still needs
-                if left > EPS and left + rs <= 1.0 + EPS:
-                    e_end = e * (left + rs)
-                    c = v + h + price * (e_end - f if e_end > f else 0.0) + prog * left
-                    if left + rs >= 1.0 - EPS:
-                        c += fc
-                    if c < best:
-                        best, best_i, best_s = c, i, s
+        # reachable states only: k ≤ i slots run so far, b ≤ k restores, r ≤ b restarts
+        kmax = i + 1 if i + 1 < Kk else Kk
+        for s_idx in range(K * kmax):
+            kn, k = s_idx // kmax, s_idx % kmax
+            for br in range(min(B, k + 1) * R):
+                b, r = br // R, br % R
+                if r > b:
+                    continue
+                s_base = kn * sKBRM + k * sBRM + b * sRM + r * M
+                for mode in range(M):
+                    s = s_base + mode
+                    v = V[s]
+                    if v == np.inf:
+                        continue
+                    left = work - (k - b * sigma)
+                    h = hold[kn, i]
+                    restart = mode == PAUSED
+                    may_run = h < np.inf and not (restart and capped and r >= R - 1)
+                    restore = mode == READY or mode == ARRIVED or mode == PAUSED
+                    if may_run:
+                        price = occupy[kn, i]
+                        e = kwh[kn]
+                        f = free[kn, i]
+                        fc = full[kn, i]
+                        oc = price * (e - f if e > f else 0.0) + fc     # a full slot
+                        rs = sigma if restore else 0.0
+                        # end the job in this slot: run what its work still needs
+                        if left > EPS and left + rs <= 1.0 + EPS:
+                            e_end = e * (left + rs)
+                            c = v + h + price * (e_end - f if e_end > f else 0.0) + prog * left
+                            if left + rs >= 1.0 - EPS:
+                                c += fc
+                            if c < best:
+                                best, best_i, best_s = c, i, s
+                                if mode >= RUN:
+                                    best_a = 10 + CONT
+                                elif mode == FRESH:
+                                    best_a = 10 + NEW_FRESH
+                                elif restart:
+                                    best_a = 10 + NEW_RESTART
+                                else:
+                                    best_a = 10 + NEW_RESTORE
+                        # run a full slot that does not end the job
+                        nk = k + 1
+                        nb, nr = b, r
                         if mode >= RUN:
-                            best_a = 10 + CONT
+                            ell = mode - RUN + 1
+                            nmode = RUN + (ell if ell >= U else ell + 1) - 1
+                            c = v + h + oc + prog
+                            code = CONT
                         elif mode == FRESH:
-                            best_a = 10 + NEW_FRESH
-                        elif restart:
-                            best_a = 10 + NEW_RESTART
+                            nmode = RUN
+                            c = v + h + oc + prog
+                            code = NEW_FRESH
                         else:
-                            best_a = 10 + NEW_RESTORE
-                # run a full slot that does not end the job
-                nk = k + 1
-                nb, nr = b, r
-                if mode >= RUN:
-                    ell = mode - RUN + 1
-                    nmode = RUN + (ell if ell >= U else ell + 1) - 1
-                    c = v + h + oc + prog
-                    code = CONT
-                elif mode == FRESH:
-                    nmode = RUN
-                    c = v + h + oc + prog
-                    code = NEW_FRESH
-                else:
-                    nmode = RUN
-                    nb = b + 1 if b + 1 < B else B - 1
-                    if restart and capped:
-                        nr = r + 1
-                    c = v + h + oc + prog * (1.0 - sigma)
-                    code = NEW_RESTART if restart else NEW_RESTORE
-                if nk < Kk and work - (nk - nb * sigma) > EPS:
-                    t = kn * sKBRM + nk * sBRM + nb * sRM + nr * M + nmode
-                    if c < nxt[t]:
-                        nxt[t] = c
-                        pred[i + 1, t] = s
-                        ptime[i + 1, t] = i
-                        act[i + 1, t] = code
-            # idle through the slot
-            stay = -1
-            if mode >= RUN:
-                if mode == last_run:
-                    stay = PAUSED
-            elif mode == ARRIVED:
-                if has_window and i + 1 < D and window[kn, i + 1]:
-                    stay = ARRIVED
-            else:
-                stay = mode
-            if stay >= 0:
-                t = s - mode + stay
-                if v < nxt[t]:
-                    nxt[t] = v
-                    pred[i + 1, t] = s
-                    ptime[i + 1, t] = i
-                    act[i + 1, t] = IDLE
-            # move at the start of this slot (not right after arriving, nor in a short run)
-            if has_moves and (mode == FRESH or mode == READY or mode == PAUSED
-                              or mode == last_run):
-                base = s - kn * sKBRM - mode + ARRIVED
+                            nmode = RUN
+                            nb = b + 1 if b + 1 < B else B - 1
+                            if restart and capped:
+                                nr = r + 1
+                            c = v + h + oc + prog * (1.0 - sigma)
+                            code = NEW_RESTART if restart else NEW_RESTORE
+                        if nk < Kk and work - (nk - nb * sigma) > EPS:
+                            t = kn * sKBRM + nk * sBRM + nb * sRM + nr * M + nmode
+                            if c < nxt[t]:
+                                nxt[t] = c
+                                pred[i + 1, t] = s
+                                ptime[i + 1, t] = i
+                                act[i + 1, t] = code
+                    # idle through the slot
+                    stay = -1
+                    if mode >= RUN:
+                        if mode == last_run:
+                            stay = PAUSED
+                    elif mode == ARRIVED:
+                        if has_window and i + 1 < D and window[kn, i + 1]:
+                            stay = ARRIVED
+                    else:
+                        stay = mode
+                    if stay >= 0:
+                        t = s - mode + stay
+                        if v < nxt[t]:
+                            nxt[t] = v
+                            pred[i + 1, t] = s
+                            ptime[i + 1, t] = i
+                            act[i + 1, t] = IDLE
+                    # a move at the start of this slot may leave from here (not right after
+                    # arriving, nor from a short run): keep the cheapest such state per
+                    # (site, k, b, r)
+                    if has_moves and (mode == FRESH or mode == READY or mode == PAUSED
+                                      or mode == last_run):
+                        q = s // M
+                        if v < leave[q]:
+                            leave[q] = v
+                            leave_mode[q] = mode
+        if has_moves:
+            # the slot's moves: each allowed (src, dst) pair from the cheapest leaving states
+            for a in range(K):
                 for kb in range(K):
-                    c = move[kn, kb, i]
+                    c = move[a, kb, i]
                     if c == np.inf:
                         continue
-                    ta = i + rho[kn, kb]
+                    ta = i + rho[a, kb]
                     if ta >= D:
                         continue
-                    t = base + kb * sKBRM
                     slot = ta % ring
-                    if v + c < arr[slot, t]:
-                        arr[slot, t] = v + c
-                        arr_pred[slot, t] = s
-                        arr_time[slot, t] = i
+                    for k in range(kmax):
+                        q0 = (a * Kk + k) * B * R
+                        t0 = (kb * Kk + k) * B * R
+                        for br in range(min(B, k + 1) * R):
+                            v = leave[q0 + br]
+                            if v == np.inf:
+                                continue
+                            t = (t0 + br) * M + ARRIVED
+                            if v + c < arr[slot, t]:
+                                arr[slot, t] = v + c
+                                arr_pred[slot, t] = (q0 + br) * M + leave_mode[q0 + br]
+                                arr_time[slot, t] = i
+            leave[:] = np.inf
         slot = (i + 1) % ring
         for t in range(S):
             if arr[slot, t] < nxt[t]:

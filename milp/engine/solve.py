@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import highspy
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.base import TerminationCondition
 from pyomo.contrib.appsi.solvers import Highs
@@ -57,12 +58,17 @@ class SolveOptions:
     started: float | None = None  #: time.perf_counter() the time limit counts from
     engine: str = "auto"          #: auto, compact or decomposition
     compact_max_triples: int = 1_000   #: auto: the compact model up to this many triples
+    compact_limit_triples: int = 200_000   #: compact: not built beyond (the seed is kept)
     cg_share: float = 0.6         #: decomposition: share of the time for column generation
     mip_share: float = 0.5        #: ... of the rest for the MIP over the pooled columns
     smoothing: float = 0.0        #: ... dual smoothing weight (Wentges; 0 = none)
     cuts: bool = True             #: ... rounding cuts per (site, slot) at the root
+    max_rounds: int | None = None #: ... column-generation rounds at the root (None: no limit)
+    pricing_sites: int = 10       #: ... sites a job is priced over in a round, when it has more
+    bound_every: int = 5          #: ... complete rounds (every site) every this many rounds
+    node_limit: int | None = None #: branch-and-bound nodes of each MIP (None: no limit)
     max_dives: int = 50           #: ... dives in the integer phase
-    search_moves: int = 200       #: ... ruin-and-recreate tries per search
+    search_moves: int = 30        #: ... ruin-and-recreate tries per search
     search_size: int = 6          #: ... most jobs re-planned together by one try
     dive_rounds: int = 5          #: ... pricing rounds between two fixings of a dive
     dive_fix_share: float = 0.1   #: ... jobs fixed at least per fixing (share of the free ones)
@@ -169,6 +175,8 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         unfinished = {}
     if incumbent is None:
         raise NoPlanFound(facts)
+    if run.solution is None and facts.status not in ("time_limit", "stopped", "too_large"):
+        facts.status = "seed_kept"    # the solver failed (e.g. numerics) beside a valid seed
     facts.objective, facts.grid_energy_kwh = physics.objective(inst, incumbent, unfinished)
     if run.bound is not None:
         facts.gap = gap_between(facts.objective, run.bound)
@@ -243,6 +251,9 @@ def _solve_compact(inst: Instance, opt: SolveOptions, incumbent: Solution | None
     """Build the whole model, warm-start it from the incumbent, cap its grid energy at the
     incumbent's, and solve it until the deadline."""
     started = time.perf_counter()
+    size = len(build_index(inst, max_sites=opt.max_sites, with_moves=False).occ)
+    if size > opt.compact_limit_triples:
+        return _Result(status="too_large")     # a reference for small instances only
     must = {j: {b for (jj, _, b, _) in incumbent.moves if jj == j}
             for j in range(inst.n_jobs)} if incumbent else {}
     index = build_index(inst, max_sites=opt.max_sites, must_include=must)
@@ -292,6 +303,10 @@ def highs(opt: SolveOptions) -> Highs:
                             "mip_abs_gap": float(opt.abs_gap), "random_seed": int(opt.seed)}
     if opt.threads:
         solver.highs_options["threads"] = int(opt.threads)
+    # one thread scheduler per process, sized by the first solve: start a fresh one
+    highspy.Highs.resetGlobalScheduler(True)
+    if opt.node_limit is not None:
+        solver.highs_options["mip_max_nodes"] = int(opt.node_limit)
     return solver
 
 

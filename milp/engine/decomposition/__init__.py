@@ -30,9 +30,9 @@ import numpy as np
 
 from milp import physics
 from milp.engine.decomposition.columns import (Column, column_of, columns_of_solution,
-                                               job_space)
+                                               job_space, restricted)
 from milp.engine.decomposition.master import Master
-from milp.engine.decomposition.pricing import price
+from milp.engine.decomposition.pricing import candidate_sites, price
 from milp.engine.decomposition.search import Load, ruin_and_recreate, sweep
 from milp.instance import Instance
 from milp.physics import Solution
@@ -145,12 +145,19 @@ class _Run:
     def generate(self, jobs, until: float, *, bound: bool, max_rounds: int | None = None
                  ) -> bool:
         """Column generation over ``jobs`` (the others fixed) until nothing prices out (True),
-        the gap is reached, ``max_rounds`` or ``until``. With ``bound`` (no job fixed) every
-        complete round updates the Lagrangian bound."""
+        the gap is reached, ``max_rounds`` or ``until``. With ``bound`` (no job fixed) complete
+        rounds update the Lagrangian bound.
+
+        On instances where a job reaches more than ``pricing_sites`` sites, each round prices
+        exactly over a few candidate sites per job (:func:`.pricing.candidate_sites`), and a
+        *complete* round — every site, the relaxed DP for all, the exact DP for the jobs the
+        relaxation does not clear — runs when that stalls and every ``bound_every`` rounds."""
         inst, opt, master, facts = self.inst, self.opt, self.master, self.facts
         jobs = list(jobs)
         smooth, centre, centre_bound = opt.smoothing if bound else 0.0, None, -math.inf
         rounds = 0
+        if bound and opt.max_rounds is not None:
+            max_rounds = max(0, opt.max_rounds - facts.iterations)
         while time.perf_counter() < until and (max_rounds is None or rounds < max_rounds):
             tic = time.perf_counter()
             status, lp_obj = master.solve_lp(until - tic)
@@ -162,22 +169,26 @@ class _Run:
                 facts.iterations += 1
                 facts.lp_objective = lp_obj
             duals = master.duals()
+            if self.many_sites:
+                done = self._restricted_round(jobs, duals, until, bound, lp_obj, rounds)
+                if done is None:
+                    return False
+                if done:
+                    return True
+                continue
             at = duals if centre is None or smooth <= 0 else centre.mix(duals, smooth)
             tic = time.perf_counter()
             paths = self.price(jobs, at, until)
             facts.pricing_s += time.perf_counter() - tic
-            if paths is None:
-                return False                          # time ran out mid-round
-            if self.infeasible:
-                return False
+            if paths is None or self.infeasible:
+                return False                          # time ran out mid-round / infeasible
             new = [column_of(inst, j, p.x, p.moves, p.unfinished * inst.slot_h)
                    for j, p in paths.items() if p.exact and p.cost - duals.conv[j] < -RC_EPS]
             if bound:
                 value = float(sum(p.cost for p in paths.values())) + master.rhs_value(at)
                 if value > centre_bound:
                     centre, centre_bound = at, value
-                if facts.bound is None or value > facts.bound:
-                    facts.bound, facts.bound_source = value, "lagrangian"
+                self._bound(value)
             added = master.add(new)
             self.note(lp=lp_obj, bound=facts.bound if bound else None, added=added)
             if added == 0:
@@ -190,7 +201,8 @@ class _Run:
         return False
 
     def price(self, jobs, duals, until: float) -> dict | None:
-        """Each job's cheapest schedule at ``duals``; None when time runs out first."""
+        """Each job's cheapest schedule at ``duals`` over all its sites; None when time runs
+        out first."""
         out = {}
         for j in jobs:
             if time.perf_counter() > until:
@@ -201,6 +213,85 @@ class _Run:
                 return out
             out[j] = path
         return out
+
+    @property
+    def many_sites(self) -> bool:
+        return max(len(sp.sites) for sp in self.spaces) > self.opt.pricing_sites
+
+    def _bound(self, value: float) -> None:
+        if self.facts.bound is None or value > self.facts.bound:
+            self.facts.bound, self.facts.bound_source = value, "lagrangian"
+
+    def _restricted_round(self, jobs, duals, until, bound, lp_obj, rounds) -> bool | None:
+        """One round over candidate sites, then a complete round when it added nothing (or
+        every ``bound_every`` rounds, for the bound only). True: converged; None: time out."""
+        inst, opt, master, facts = self.inst, self.opt, self.master, self.facts
+        lam = master.lambdas()
+        used: dict[int, set[int]] = {j: set() for j in jobs}
+        for k, col in enumerate(master.columns):
+            if col.job in used and lam[k] > 1e-9:
+                used[col.job].update(n for (n, _) in col.x)
+                used[col.job].update(b for (_, b, _) in col.moves)
+        tic = time.perf_counter()
+        new = []
+        for j in jobs:
+            if time.perf_counter() > until:
+                facts.pricing_s += time.perf_counter() - tic
+                return None
+            sp = self.spaces[j]
+            keep = candidate_sites(inst, sp, duals, used[j], opt.pricing_sites)
+            path = price(inst, restricted(sp, keep), duals, opt.elastic)
+            if path is None:
+                continue                              # the complete round tells
+            if path.exact and path.cost - duals.conv[j] < -RC_EPS:
+                new.append(column_of(inst, j, path.x, path.moves, path.unfinished * inst.slot_h))
+        facts.pricing_s += time.perf_counter() - tic
+        added = master.add(new)
+        complete = added == 0
+        if complete or (bound and opt.bound_every and rounds % opt.bound_every == 0):
+            result = self._complete_round(jobs, duals, until, bound, check=complete)
+            if result is None:
+                return None
+            more, clear = result
+            added += more
+            if complete and clear:
+                self.note(lp=lp_obj, bound=facts.bound if bound else None, added=added)
+                return True
+        self.note(lp=lp_obj, bound=facts.bound if bound else None, added=added)
+        if self.infeasible or (bound and self.done()):
+            return None
+        return False
+
+    def _complete_round(self, jobs, duals, until, bound, check: bool):
+        """Every site: the relaxed DP for every job (a lower bound on its reduced cost); with
+        ``check``, the exact DP for the jobs the relaxation does not clear, adding the columns
+        it finds. Returns (columns added, every job cleared) or None when time runs out."""
+        inst, master, facts = self.inst, self.master, self.facts
+        tic = time.perf_counter()
+        values, new = [], []
+        for j in jobs:
+            if time.perf_counter() > until:
+                facts.pricing_s += time.perf_counter() - tic
+                return None
+            sp = self.spaces[j]
+            low = price(inst, sp, duals, self.opt.elastic, relaxed=True)
+            if low is None:
+                self.infeasible.append(j)
+                facts.pricing_s += time.perf_counter() - tic
+                return None
+            value = low.cost
+            if check and low.cost - duals.conv[j] < -RC_EPS:
+                path = price(inst, sp, duals, self.opt.elastic)
+                value = path.cost
+                if path.exact and path.cost - duals.conv[j] < -RC_EPS:
+                    new.append(column_of(inst, j, path.x, path.moves,
+                                         path.unfinished * inst.slot_h))
+            values.append(value)
+        clear = all(v - duals.conv[j] >= -RC_EPS for v, j in zip(values, jobs))
+        facts.pricing_s += time.perf_counter() - tic
+        if bound:
+            self._bound(float(sum(values)) + master.rhs_value(duals))
+        return master.add(new), clear
 
     def pool_mip(self, until: float, start: dict[int, int] | None) -> None:
         """The best choice of one pooled column per job (warm-started from the best plan)."""
@@ -214,7 +305,8 @@ class _Run:
                     break
                 start[j] = k
         status, chosen, _, _ = self.master.solve_mip(max(0.2, until - tic), start,
-                                                     self.opt.gap, self.opt.abs_gap)
+                                                     self.opt.gap, self.opt.abs_gap,
+                                                     self.opt.node_limit)
         self.facts.mip_s += time.perf_counter() - tic
         self.facts.mip_status = status
         self.offer(chosen, "mip")
@@ -237,7 +329,10 @@ class _Run:
                 break
             lam = master.lambdas()
             ranked = sorted(((lam[k], j, k) for j in free for k in [max(
-                master.of_job[j], key=lambda c: lam[c])]), reverse=True)
+                (c for c in master.of_job[j] if c not in master.forbidden),
+                key=lambda c: lam[c], default=-1)] if k >= 0), reverse=True)
+            if not ranked:
+                break
             batch = max(1, math.ceil(self.opt.dive_fix_share * len(free)),
                         sum(1 for v, _, _ in ranked if v >= 0.999))
             fixes = {j: k for _, j, k in ranked[:batch]}

@@ -108,7 +108,9 @@ class JobSpace:
     window: np.ndarray                #: [K, D] slot in a renewable window
     gpus_ok: np.ndarray               #: [K] the site has GPUs
     kw: np.ndarray                    #: [K] compute kW of the job there
-    energy: list                      #: [(a_k, b_k)] -> per-slot transfer kWh list
+    energy: dict                      #: (a_k, b_k) -> per-slot transfer kWh list
+    pairs: np.ndarray                 #: [P, 2] (a_k, b_k) with a move in some slot
+    pair_kwh: np.ndarray              #: [P, L] transfer kWh in the i-th slot of the move
 
 
 def job_space(inst: Instance, j: int) -> JobSpace:
@@ -124,11 +126,35 @@ def job_space(inst: Instance, j: int) -> JobSpace:
     transfer = transfer[np.ix_(keep, keep)]
     rho = physics.resume_after(transfer, inst.slot_s)
     rho = np.where(np.isfinite(rho), rho, 0).astype(int)
-    energy = {(a, b): physics.transfer_kwh(inst, float(transfer[a, b]))
+    energy = {(int(a), int(b)): physics.transfer_kwh(inst, float(transfer[a, b]))
               for a, b in zip(*np.nonzero(ok.any(axis=2)))}
+    pairs = np.array(list(energy), dtype=int).reshape(-1, 2)
+    width = max((len(e) for e in energy.values()), default=1)
+    pair_kwh = np.zeros((len(pairs), width))
+    for p, e in enumerate(energy.values()):
+        pair_kwh[p, :len(e)] = e
     return JobSpace(
         j=j, sites=keep, origin_k=int(np.flatnonzero(keep == origin)[0]), release=r,
         deadline=d, ok=ok, transfer=transfer, rho=rho,
         long=physics.is_long(transfer, inst.slot_s),
         window=inst.remaining_window_slots[keep][:, r:d] > 0,
-        gpus_ok=inst.gpus[keep] > 0, kw=inst.compute_kw[j, keep], energy=energy)
+        gpus_ok=inst.gpus[keep] > 0, kw=inst.compute_kw[j, keep], energy=energy, pairs=pairs,
+        pair_kwh=pair_kwh)
+
+
+def restricted(sp: JobSpace, keep: np.ndarray) -> JobSpace:
+    """The job's space over a subset of its sites (local indices ``keep``, origin included)."""
+    keep = np.unique(np.concatenate([[sp.origin_k], np.asarray(keep, dtype=int)]))
+    pos = {int(k): i for i, k in enumerate(keep)}
+    energy = {(pos[a], pos[b]): e for (a, b), e in sp.energy.items() if a in pos and b in pos}
+    pairs = np.array(list(energy), dtype=int).reshape(-1, 2)
+    width = sp.pair_kwh.shape[1] if len(sp.pair_kwh) else 1
+    pair_kwh = np.zeros((len(pairs), width))
+    for p, e in enumerate(energy.values()):
+        pair_kwh[p, :len(e)] = e
+    ix = np.ix_(keep, keep)
+    return JobSpace(
+        j=sp.j, sites=sp.sites[keep], origin_k=pos[sp.origin_k], release=sp.release,
+        deadline=sp.deadline, ok=sp.ok[ix], transfer=sp.transfer[ix], rho=sp.rho[ix],
+        long=sp.long[ix], window=sp.window[keep], gpus_ok=sp.gpus_ok[keep], kw=sp.kw[keep],
+        energy=energy, pairs=pairs, pair_kwh=pair_kwh)

@@ -69,6 +69,9 @@ class Master:
         h.setOptionValue("random_seed", int(seed))
         if threads:
             h.setOptionValue("threads", int(threads))
+        # HiGHS keeps one thread scheduler per process, sized by the first solve: start a fresh
+        # one so that this model's thread count holds (else its solves refuse to run)
+        highspy.Highs.resetGlobalScheduler(True)
         self.h = h
         J, N, T = inst.n_jobs, inst.n_sites, inst.n_slots
         self.NT = N * T
@@ -233,32 +236,37 @@ class Master:
     def fix(self, fixes: dict[int, int]) -> None:
         """Fix each job j to its pooled column ``fixes[j]`` (the others of j at 0)."""
         for j, k in fixes.items():
-            idx = [self.col_of[c] for c in self.of_job[j]]
-            if self.artificial:
-                idx.append(self.artificial[j])
-            lo = np.zeros(len(idx))
-            hi = np.array([1.0 if c == k else 0.0 for c in self.of_job[j]]
-                          + ([0.0] if self.artificial else []))
-            lo[:len(self.of_job[j])] = hi[:len(self.of_job[j])]
-            self.h.changeColsBounds(len(idx), np.array(idx, np.int32), lo, hi)
+            cols = self.of_job[j]
+            idx = [self.col_of[c] for c in cols] + ([self.artificial[j]] if self.artificial else [])
+            val = np.array([1.0 if c == k else 0.0 for c in cols]
+                           + ([0.0] if self.artificial else []))
+            self.h.changeColsBounds(len(idx), np.array(idx, np.int32), val, val)
             self.fixed[j] = k
 
     def unfix(self, jobs=None) -> None:
-        """Free the given jobs (all when None) and every forbidden column again."""
-        jobs = list(self.fixed) if jobs is None else [j for j in jobs if j in self.fixed]
-        idx = [self.col_of[c] for j in jobs for c in self.of_job[j]]
-        idx += [self.artificial[j] for j in jobs] if self.artificial else []
-        if jobs is not None and len(jobs) == len(self.fixed):
-            idx += [self.col_of[k] for k in self.forbidden]
+        """Free the given jobs (all, and every forbidden column, when None)."""
+        if jobs is None:
+            jobs = list(self.fixed)
             self.forbidden = set()
+        jobs = [j for j in jobs if j in self.fixed]
+        idx = [self.col_of[c] for j in jobs for c in self.of_job[j] if c not in self.forbidden]
+        idx += [self.artificial[j] for j in jobs] if self.artificial else []
         if idx:
             self.h.changeColsBounds(len(idx), np.array(idx, np.int32), np.zeros(len(idx)),
                                     np.ones(len(idx)))
         for j in jobs:
             del self.fixed[j]
+        if not self.fixed and self.forbidden == set():
+            self._free_all()
+
+    def _free_all(self) -> None:
+        cols = [self.col_of[c] for c in range(len(self.columns))]
+        if cols:
+            self.h.changeColsBounds(len(cols), np.array(cols, np.int32), np.zeros(len(cols)),
+                                    np.ones(len(cols)))
 
     def forbid(self, k: int) -> None:
-        """Keep pooled column k out (until the next unfix of every job)."""
+        """Keep pooled column k out (until every job is freed)."""
         self.h.changeColBounds(self.col_of[k], 0.0, 0.0)
         self.forbidden.add(k)
 
@@ -290,6 +298,21 @@ class Master:
                      link=link, use=use,
                      wan={key: float(y[row]) for key, row in self.wan_row.items()}, full=full)
 
+    def reduced_cost(self, col: Column, d: Duals) -> float:
+        """The column's reduced cost at duals ``d``, from its coefficients in the rows (as
+        :meth:`add` writes them): what pricing must reproduce."""
+        inst = self.inst
+        rc = col.cost - d.conv[col.job]
+        rc -= sum(d.gpu[cell] for cell in col.gpu)
+        rc += sum(d.grid[cell] * e for cell, e in col.energy.items())
+        for (a, b, t), sec in col.link_s.items():
+            rc -= d.link[a, b, t] * (sec / self.cap[b, t] if self.cap[b, t] > 0 else 0.0)
+        rc -= sum(d.link[key] for key in col.link_busy if key[2] < inst.n_slots)
+        use = d.use.get(col.job, {})
+        rc += sum(use.get(key, 0.0) for key in col.links_in_use())
+        rc += sum(d.full[cell] for cell in col.full) if d.full is not None else 0.0
+        return float(rc)
+
     def rhs_value(self, d: Duals) -> float:
         """Σ over the shared rows of right-hand side × dual, plus the best the helper columns
         (g, u) can add: the part of the Lagrangian bound that does not depend on schedules."""
@@ -317,8 +340,8 @@ class Master:
         return float(values[self.artificial].sum()) if self.artificial else 0.0
 
     def solve_mip(self, time_limit_s: float, start: dict[int, int] | None, gap: float,
-                  abs_gap: float) -> tuple[str, dict[int, Column] | None, float | None,
-                                           float | None]:
+                  abs_gap: float, node_limit: int | None = None
+                  ) -> tuple[str, dict[int, Column] | None, float | None, float | None]:
         """λ binary: the best choice of one pooled column per job (from ``start``: job ->
         index into :attr:`columns`); (status, chosen columns, objective, MIP bound)."""
         h = self.h
@@ -331,6 +354,8 @@ class Master:
         h.setOptionValue("time_limit", max(0.01, float(time_limit_s)))
         h.setOptionValue("mip_rel_gap", float(gap))
         h.setOptionValue("mip_abs_gap", float(abs_gap))
+        h.setOptionValue("mip_max_nodes", int(node_limit) if node_limit is not None
+                         else highspy.kHighsIInf)
         if start:
             idx = np.array([self.col_of[k] for k in start.values()], dtype=np.int32)
             h.setSolution(len(idx), idx, np.ones(len(idx)))
