@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import highspy
 import pyomo.environ as pyo
@@ -56,6 +56,10 @@ class SolveOptions:
     seed: int = 0                 #: random choices of the engine
     log_path: str | None = None   #: keep HiGHS's log here
     started: float | None = None  #: time.perf_counter() the time limit counts from
+    #: called with a dict on each step of the solve — ``phase`` (seeds, lp, mip, search, dive,
+    #: compact, done), ``elapsed_s``, ``incumbent`` (objective of the best plan so far),
+    #: ``bound``, ``gap`` (relative), and for column generation ``iteration`` and ``columns``
+    progress: Callable[[dict], None] | None = None
     engine: str = "auto"          #: auto, compact or decomposition
     compact_max_triples: int = 1_000   #: auto: the compact model up to this many triples
     compact_limit_triples: int = 200_000   #: compact: not built beyond (the seed is kept)
@@ -152,12 +156,16 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     seeds = seeds_of(inst) if opt.warm_start else []
     seed = seeds[0] if seeds else None
     seed_s = time.perf_counter() - t0
+    report = _reporter(opt, started)
+    report("seeds", incumbent=physics.objective(inst, physics.solution_from_plan(
+        inst, seed[1]))[0] if seed else None)
     engine = choose_engine(inst, opt)
     incumbent = physics.solution_from_plan(inst, seed[1]) if seed else None
     if engine == "decomposition":
         run = _solve_decomposition(inst, opt, [physics.solution_from_plan(inst, s[1])
-                                               for s in seeds], deadline)
+                                               for s in seeds], deadline, report)
     else:
+        report("compact")
         run = _solve_compact(inst, opt, incumbent, deadline)
     facts = SolverFacts(
         engine=engine, status=run.status, objective=None, bound=run.bound, gap=None,
@@ -190,7 +198,22 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         info["unfinished_gpu_h"] = {inst.jobs[j]: round(v, 9) for j, v in unfinished.items()}
     plan = physics.plan_from_solution(inst, incumbent, "milp", info)
     facts.wall_s = time.perf_counter() - started
+    report("done", incumbent=facts.objective, bound=facts.bound)
     return plan, facts
+
+
+def _reporter(opt: SolveOptions, started: float) -> Callable[..., None]:
+    """``report(phase, **facts)``: one progress event to ``opt.progress`` (if any), with the
+    elapsed time and the relative gap when both incumbent and bound are known."""
+    def report(phase: str, incumbent: float | None = None, bound: float | None = None,
+               **more) -> None:
+        if opt.progress is None:
+            return
+        gap = gap_between(incumbent, bound) if incumbent is not None and bound is not None \
+            else None
+        opt.progress({"phase": phase, "elapsed_s": round(time.perf_counter() - started, 3),
+                      "incumbent": incumbent, "bound": bound, "gap": gap, **more})
+    return report
 
 
 def gap_between(objective: float, bound: float) -> float:
@@ -225,10 +248,10 @@ class _Result:
 
 
 def _solve_decomposition(inst: Instance, opt: SolveOptions, seeds: list[Solution],
-                         deadline: float) -> _Result:
+                         deadline: float, report) -> _Result:
     from milp.engine import decomposition
 
-    res = decomposition.solve(inst, opt, seeds, deadline)
+    res = decomposition.solve(inst, opt, seeds, deadline, report)
     f = res.facts
     out = _Result(solution=res.solution, bound=f.bound, build_s=f.setup_s,
                   solve_s=f.lp_s + f.pricing_s + f.mip_s + f.dive_s + f.search_s,

@@ -71,16 +71,17 @@ class Result:
     infeasible_jobs: list[int] = field(default_factory=list)
 
 
-def solve(inst: Instance, opt, seeds: list[Solution], deadline: float) -> Result:
+def solve(inst: Instance, opt, seeds: list[Solution], deadline: float, report=None) -> Result:
     """Plan ``inst`` by column generation until ``deadline`` (see the module docstring).
-    ``opt`` is a :class:`~milp.engine.solve.SolveOptions`."""
+    ``opt`` is a :class:`~milp.engine.solve.SolveOptions`; ``report(phase, **facts)`` hears of
+    every step (progress)."""
     facts = Facts()
     t0 = time.perf_counter()
     spaces = [job_space(inst, j) for j in range(inst.n_jobs)]
     master = Master(inst, elastic=opt.elastic, threads=opt.threads, seed=opt.seed)
     start = _seed_pool(inst, master, seeds, opt.elastic)
     facts.setup_s = time.perf_counter() - t0
-    run = _Run(inst, opt, master, spaces, facts, t0)
+    run = _Run(inst, opt, master, spaces, facts, t0, report)
     run.best = _best_of_seeds(inst, seeds, opt.elastic)
 
     # ---- column generation at the root: the bound -------------------------------------------
@@ -117,15 +118,22 @@ def solve(inst: Instance, opt, seeds: list[Solution], deadline: float) -> Result
 class _Run:
     """One solve's state: the master, the pool, the best plan and the facts."""
 
-    def __init__(self, inst: Instance, opt, master: Master, spaces, facts: Facts, t0: float):
+    def __init__(self, inst: Instance, opt, master: Master, spaces, facts: Facts, t0: float,
+                 report=None):
         self.inst, self.opt, self.master, self.spaces = inst, opt, master, spaces
         self.facts, self.t0 = facts, t0
+        self.report = report or (lambda phase, **kw: None)
         self.best = None
         self.infeasible: list[int] = []
         self.rng = np.random.default_rng(opt.seed)
 
     def note(self, **kw) -> None:
+        """Record a step in the facts' history and report it as progress."""
         self.facts.history.append({"t": round(time.perf_counter() - self.t0, 3), **kw})
+        phase = "lp" if "lp" in kw else next(iter(kw), "step")
+        self.report(phase, incumbent=self.best[1] if self.best else None,
+                    bound=self.facts.bound, iteration=self.facts.iterations,
+                    columns=len(self.master.columns))
 
     def done(self) -> bool:
         return self.best is not None and _gap_reached(self.best[1], self.facts.bound, self.opt)
