@@ -137,3 +137,22 @@ def test_elastic_plans_say_what_is_left(tmp_path):
     # one GPU for the 2 h before both deadlines: 2 of the 4 GPU-h are left, on one job
     assert sum(plan.info["unfinished_gpu_h"].values()) == pytest.approx(2)
     assert len(plan.info["unfinished_gpu_h"]) == 1 and evaluate(inst, plan).valid
+
+
+SHIPPED = sorted(p.parent for p in TINY.parent.rglob("instance.toml"))
+#: just enough work to reach a plan of the engine's own: one pricing round, a pool MIP of one
+#: node, one best-response sweep — counts, so the test does not depend on machine speed
+QUICK = dict(max_rounds=1, node_limit=1, search_moves=0, max_sweeps=1, max_dives=0)
+
+
+@pytest.mark.parametrize("directory", SHIPPED,
+                         ids=[str(p.relative_to(TINY.parent)) for p in SHIPPED])
+def test_plans_on_every_shipped_instance_respect_the_rules(directory):
+    """The decomposition's plan of every shipped instance is valid — caps on restarts and short
+    runs, WAN, restores — inside the domain, on time, and never worse than its seed."""
+    inst = load_instance(directory)
+    plan, facts = decompose(inst, **QUICK)
+    e = evaluate(inst, plan)
+    assert e.valid, e.violations[:3]
+    assert e.short_runs == 0 and e.migrations_outside_domain == 0 and e.deadline_misses == 0
+    assert e.grid_energy_kwh <= facts.seed_grid_energy_kwh + 1e-9

@@ -73,6 +73,7 @@ class SolveOptions:
     node_limit: int | None = None #: branch-and-bound nodes of each MIP (None: no limit)
     max_dives: int = 50           #: ... dives in the integer phase
     search_moves: int = 30        #: ... ruin-and-recreate tries per search
+    max_sweeps: int | None = None #: ... best-response sweeps in all (None: no limit)
     search_size: int = 6          #: ... most jobs re-planned together by one try
     dive_rounds: int = 5          #: ... pricing rounds between two fixings of a dive
     dive_fix_share: float = 0.1   #: ... jobs fixed at least per fixing (share of the free ones)

@@ -126,6 +126,7 @@ class _Run:
         self.best = None
         self.infeasible: list[int] = []
         self.rng = np.random.default_rng(opt.seed)
+        self.sweeps = 0                     #: best-response sweeps so far
 
     def note(self, **kw) -> None:
         """Record a step in the facts' history and report it as progress."""
@@ -369,8 +370,11 @@ class _Run:
         load = Load(inst, columns_of_solution(inst, self.best[0], self.best[2]))
         found = []
         tries = 0
-        while time.perf_counter() < until:
-            changed = sweep(inst, self.spaces, load, opt.elastic, until)
+        while time.perf_counter() < until and (opt.max_sweeps is None
+                                               or self.sweeps < opt.max_sweeps):
+            self.sweeps += 1
+            changed = sweep(inst, self.spaces, load, opt.elastic, until,
+                            max_sites=opt.pricing_sites)
             found += changed
             if changed:
                 continue
@@ -378,7 +382,8 @@ class _Run:
                 break
             tries += 1
             found += ruin_and_recreate(inst, self.spaces, load, opt.elastic,
-                                       int(self.rng.integers(2, opt.search_size + 1)), self.rng)
+                                       int(self.rng.integers(2, opt.search_size + 1)), self.rng,
+                                       opt.pricing_sites)
         self.master.add(found)
         self.facts.search_s += time.perf_counter() - tic
         return bool(found) and self.offer(load.columns, "search")

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from milp import physics
-from milp.engine.decomposition.columns import Column, JobSpace, column_of
+from milp.engine.decomposition.columns import Column, JobSpace, column_of, restricted
 from milp.instance import Instance
 from milp.jobpath import JobProblem, best_path
 
@@ -77,18 +77,40 @@ class Load:
         return extra + col.cost
 
 
-def best_response(inst: Instance, sp: JobSpace, load: Load, elastic: bool):
+def best_response(inst: Instance, sp: JobSpace, load: Load, elastic: bool,
+                  max_sites: int | None = None):
     """Job ``sp.j``'s best schedule with the others as ``load`` holds them (its own column
-    taken out first); returns the DP's path or None."""
+    taken out first); returns the DP's path or None. With ``max_sites``, over at most that many
+    of its sites: its origin, those its schedule uses, and those with the most renewable
+    energy the others leave during its slots."""
     j = sp.j
     own = load.columns.get(j)
     if own is not None:
         load._apply(own, -1)
     try:
+        if max_sites is not None and len(sp.sites) > max_sites:
+            sp = restricted(sp, _promising(inst, sp, load, own, max_sites))
         return best_path(_problem(inst, sp, load, elastic))
     finally:
         if own is not None:
             load._apply(own, +1)
+
+
+def _promising(inst: Instance, sp: JobSpace, load: Load, own: Column | None, count: int
+               ) -> np.ndarray:
+    """Local indices of the job's sites worth a best response (see :func:`best_response`)."""
+    ts = np.arange(sp.release, sp.deadline)
+    free = np.maximum(0.0, inst.renewable_kw[np.ix_(sp.sites, ts)] * inst.slot_h
+                      - load.energy[np.ix_(sp.sites, ts)])
+    need = min(len(ts), max(1, int(np.ceil(inst.work_h[sp.j] / inst.slot_h))))
+    score = np.partition(free, len(ts) - need, axis=1)[:, len(ts) - need:].sum(axis=1)
+    used = set() if own is None else {n for (n, _) in own.x} | {b for (_, b, _) in own.moves}
+    keep = {sp.origin_k} | {k for k, n in enumerate(sp.sites.tolist()) if n in used}
+    for k in np.argsort(-score, kind="stable").tolist():
+        if len(keep) >= count:
+            break
+        keep.add(k)
+    return np.array(sorted(keep), dtype=int)
 
 
 def _problem(inst: Instance, sp: JobSpace, load: Load, elastic: bool) -> JobProblem:
@@ -150,7 +172,7 @@ def _link_room(inst: Instance, load: Load, sp: JobSpace, a: int, b: int, sa: int
 
 
 def sweep(inst: Instance, spaces: list[JobSpace], load: Load, elastic: bool, until: float,
-          order: list[int] | None = None) -> list[Column]:
+          order: list[int] | None = None, max_sites: int | None = None) -> list[Column]:
     """One pass of best responses (most grid-exposed jobs first unless ``order``); the plan
     in ``load`` only improves. Returns the columns that replaced a job's schedule."""
     if order is None:
@@ -159,7 +181,7 @@ def sweep(inst: Instance, spaces: list[JobSpace], load: Load, elastic: bool, unt
     for j in order:
         if time.perf_counter() > until:
             break
-        path = best_response(inst, spaces[j], load, elastic)
+        path = best_response(inst, spaces[j], load, elastic, max_sites)
         if path is None or not path.exact:
             continue
         if path.cost < load.marginal(j) - 1e-9:
@@ -175,7 +197,8 @@ def objective(load: Load) -> float:
 
 
 def ruin_and_recreate(inst: Instance, spaces: list[JobSpace], load: Load, elastic: bool,
-                      size: int, rng: np.random.Generator) -> list[Column]:
+                      size: int, rng: np.random.Generator, max_sites: int | None = None
+                      ) -> list[Column]:
     """Take out ``size`` related jobs (one drawn by its grid exposure, then those sharing its
     hours), put them back one by one in random order, each by its best response; keep the
     result when it is better, else restore. Returns the new columns when kept."""
@@ -198,7 +221,7 @@ def ruin_and_recreate(inst: Instance, spaces: list[JobSpace], load: Load, elasti
         del load.columns[j]
     new = []
     for j in rng.permutation(picked).tolist():
-        path = best_response(inst, spaces[j], load, elastic)
+        path = best_response(inst, spaces[j], load, elastic, max_sites)
         if path is None or not path.exact:
             break
         col = column_of(inst, j, path.x, path.moves, path.unfinished * inst.slot_h)
