@@ -16,7 +16,13 @@ transformation is documented in ``instances/README.md``; in short:
   region;
 - **sites.csv** ``wan_gbps`` — the site's WAN capacity, which its transfers in and out share: the
   highest of those medians measured from or to its region (any other region of the data), i.e.
-  the best one VM there was seen to send or receive.
+  the best one VM there was seen to send or receive;
+- **carbon.csv** — the carbon intensity of each site's grid: the Electricity Maps zone nearest its
+  cloud region (:data:`REGION_ZONE`), hourly direct gCO₂/kWh of 2023 at the same physical
+  instant shifted by whole days to the same date in 2023;
+- with ``slack`` S > 0 a job's deadline is release + S × work (rounded up to the slot grid, at
+  most the horizon's end); with ``origin_sites`` N > 0 jobs originate at the first N sites only
+  (days with queues there).
 
 The same parameters give byte-identical files (fixed number formats, seeded generators, no
 "now"). User mistakes raise :class:`~milp.errors.InputError` (file = the preset file or
@@ -58,6 +64,10 @@ CAISO_CSV = Path("caiso_curtailment") / "curtail_report.csv"
 PHILLY_CSV = Path("philly_jobs") / "philly.csv"
 SKYPLANE_CSV = Path("skyplane_wan") / "throughput.csv"
 MODELS_CSV = Path("checkpoints") / "models.csv"
+CARBON_DIR = Path("electricitymaps_hourly")
+CARBON_COLUMN = "Carbon Intensity gCO₂eq/kWh (direct)"
+#: Data year of the carbon intensity: an instance's days map to the same dates in it.
+CARBON_YEAR = 2023
 
 #: Cloud region of site k = REGIONS[k]: US west first (California, then the Pacific
 #: Northwest, Arizona, Nevada; providers alternating), then the other US regions (centre,
@@ -86,6 +96,42 @@ REGIONS: tuple[str, ...] = (
     "gcp:southamerica-east1-a", "gcp:southamerica-west1-a",
 )
 
+
+#: Electricity Maps zone (file stem in ``electricitymaps_hourly/``) of each cloud region: the
+#: nearest of the zones the data has (the US west to CAISO, the rest of the US to PJM, Canada to
+#: Ontario, continental Europe to Germany, the British Isles to Great Britain, and so on).
+REGION_ZONE: dict[str, str] = {
+    **{r: "US-CAL-CISO" for r in ("aws:us-west-1", "azure:westus", "gcp:us-west1-a",
+                                  "aws:us-west-2", "azure:westus2", "azure:westus3",
+                                  "gcp:us-west4-a")},
+    **{r: "US-MIDA-PJM" for r in ("gcp:us-central1-a", "azure:northcentralus", "aws:us-east-2",
+                                  "gcp:us-east4-a", "aws:us-east-1", "azure:eastus",
+                                  "azure:eastus2", "gcp:us-east1-b")},
+    **{r: "CA-ON" for r in ("aws:ca-central-1", "azure:canadacentral",
+                            "gcp:northamerica-northeast1-a", "gcp:northamerica-northeast2-a")},
+    **{r: "GB" for r in ("aws:eu-west-1", "aws:eu-west-2", "azure:northeurope", "azure:uksouth",
+                         "gcp:europe-west2-a")},
+    **{r: "DE-LU" for r in ("aws:eu-central-1", "aws:eu-north-1", "aws:eu-south-1",
+                            "aws:eu-west-3", "azure:francecentral", "azure:germanywestcentral",
+                            "azure:westeurope", "gcp:europe-central2-a", "gcp:europe-north1-a",
+                            "gcp:europe-west1-b", "gcp:europe-west3-a", "gcp:europe-west4-a",
+                            "gcp:europe-west6-a")},
+    **{r: "JP-TK" for r in ("aws:ap-northeast-1", "aws:ap-northeast-3", "azure:japaneast",
+                            "gcp:asia-northeast1-a", "gcp:asia-northeast2-a")},
+    **{r: "KR" for r in ("aws:ap-northeast-2", "azure:koreacentral", "gcp:asia-northeast3-a",
+                         "aws:ap-east-1", "gcp:asia-east1-a", "gcp:asia-east2-a")},
+    **{r: "SG" for r in ("aws:ap-southeast-1", "gcp:asia-southeast1-a",
+                         "gcp:asia-southeast2-a")},
+    **{r: "IN-WE" for r in ("aws:ap-south-1", "gcp:asia-south1-a", "gcp:asia-south2-a",
+                            "aws:me-south-1")},
+    **{r: "AU-NSW" for r in ("aws:ap-southeast-2", "azure:australiaeast",
+                             "gcp:australia-southeast1-a")},
+    "gcp:australia-southeast2-a": "AU-VIC",
+    "aws:af-south-1": "ZA",
+    **{r: "BR-SP" for r in ("aws:sa-east-1", "gcp:southamerica-east1-a")},
+    "gcp:southamerica-west1-a": "CL-SIC",
+}
+
 #: Independent random streams: ``numpy.random.default_rng([seed, stream])``.
 STREAM_PHILLY_DAY, STREAM_SAMPLE, STREAM_ORIGIN, STREAM_CLASS, STREAM_MODEL = 1, 2, 3, 4, 5
 
@@ -108,6 +154,14 @@ class BuildParams:
     min_job_s: float = 600.0  # Philly jobs shorter than this are not sampled
     max_work_h: float = 12.0  # cap on a job's remaining work (h), also capped to the horizon
     fit_share: float = 0.5   # work ≤ fit_share × time from release to the horizon's end (h)
+    slack: float = 0.0       # > 0: deadline = release + slack × work (0: the horizon's end)
+    origin_sites: int = 0    # > 0: jobs originate at the first origin_sites sites only
+    #: > 0: sample jobs (at most ``jobs``) until their work reaches origin_load × the GPU-hours
+    #: of the origin sites over the horizon (a day with queues at the origins); 0: exactly jobs
+    origin_load: float = 0.0
+    #: jobs submitted at this local hour of the day or later are not sampled (24: any hour); a
+    #: day with queues needs time after its last release to finish them
+    last_release_h: float = 24.0
 
 
 PARAM_NAMES = tuple(f.name for f in fields(BuildParams))
@@ -199,7 +253,21 @@ def check_params(p: BuildParams, file: str = CLI_FILE) -> BuildParams:
         if not _is_num(v) or v < lo or v > hi or (lo_open and v == lo):
             raise bad(name, f"must be a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, "
                             f"got {v!r}")
+    if not _is_num(p.slack) or p.slack < 0 or 0 < p.slack < 1 or p.slack > 1e4:
+        raise bad("slack", f"must be 0 (deadline = the horizon's end) or a number from 1 to 1e4 "
+                           f"(deadline = release + slack x work), got {p.slack!r}")
+    if not _is_int(p.origin_sites) or not 0 <= p.origin_sites <= p.sites:
+        raise bad("origin_sites", f"must be a whole number from 0 (every site) to sites="
+                                  f"{p.sites}, got {p.origin_sites!r}")
+    if not _is_num(p.origin_load) or not 0 <= p.origin_load <= 100:
+        raise bad("origin_load", f"must be 0 (exactly `jobs` jobs) or a share > 0 and <= 100 of "
+                                 f"the origin sites' GPU-hours, got {p.origin_load!r}")
+    if not _is_num(p.last_release_h) or not 0 < p.last_release_h <= 24:
+        raise bad("last_release_h", f"must be a number > 0 and <= 24 (an hour of the day), "
+                                    f"got {p.last_release_h!r}")
     p = replace(p, class_mix=tuple(float(x) for x in mix), peak_cover=float(p.peak_cover),
+                slack=float(p.slack), last_release_h=float(p.last_release_h), origin_sites=int(p.origin_sites),
+                origin_load=float(p.origin_load),
                 solar_share=float(p.solar_share), min_job_s=float(p.min_job_s),
                 max_work_h=float(p.max_work_h), fit_share=float(p.fit_share), days=int(p.days), sites=int(p.sites),
                 gpus_per_site=int(p.gpus_per_site), jobs=int(p.jobs), seed=int(p.seed),
@@ -329,6 +397,7 @@ class SourceData:
     philly_last: date
     link_bps: dict[tuple[str, str], float]     #: (src, dst region) -> median bits/s
     models: pd.DataFrame      #: model, gb (mixed_adam_gb), class
+    carbon: dict[str, np.ndarray]              #: zone -> 8760 hourly gCO₂/kWh of CARBON_YEAR
 
 
 def _need(df: pd.DataFrame, file: str, cols: list[str]) -> None:
@@ -341,7 +410,9 @@ def load_sources(sources: Path = SOURCES) -> SourceData:
     """Read and parse the source data folder (cached while its files are unchanged)."""
     sources = Path(sources).resolve()
     stamp = []
-    for rel in (CAISO_CSV, PHILLY_CSV, SKYPLANE_CSV, MODELS_CSV):
+    for rel in (CAISO_CSV, PHILLY_CSV, SKYPLANE_CSV, MODELS_CSV,
+                *(CARBON_DIR / f"{z}_{CARBON_YEAR}_hourly.csv" for z in sorted(set(
+                    REGION_ZONE.values())))):
         f = sources / rel
         if not f.is_file():
             raise InputError(_display(f), "source data file is missing (copies of the data "
@@ -401,10 +472,24 @@ def _load_sources(sources: str, _stamp: tuple) -> SourceData:
         if fz.workload_class(gb) != cls:
             raise InputError(file, f"class {cls!r} does not match mixed_adam_gb {gb:g}",
                              line=i + 2, field="class")
+    # Electricity Maps: hourly direct carbon intensity of each zone, 2023 (UTC hours).
+    carbon: dict[str, np.ndarray] = {}
+    for zone in sorted(set(REGION_ZONE.values())):
+        path = root / CARBON_DIR / f"{zone}_{CARBON_YEAR}_hourly.csv"
+        file = _display(path)
+        ci = pd.read_csv(path, encoding="utf-8")
+        _need(ci, file, ["Datetime (UTC)", CARBON_COLUMN])
+        values = ci[CARBON_COLUMN].to_numpy(dtype=float)
+        first = pd.Timestamp(ci["Datetime (UTC)"].iloc[0])
+        if len(values) != 8760 or first != pd.Timestamp(f"{CARBON_YEAR}-01-01 00:00:00") or \
+                not np.isfinite(values).all() or (values < 0).any():
+            raise InputError(file, f"expected 8760 finite hourly values from "
+                             f"{CARBON_YEAR}-01-01 00:00 UTC", field=CARBON_COLUMN)
+        carbon[zone] = values
     return SourceData(
         hourly=hourly, caiso_days=frozenset(cai["date"]), caiso_first=min(cai["date"]),
         caiso_last=max(cai["date"]), philly=ph, philly_first=min(ph["day"]),
-        philly_last=max(ph["day"]), link_bps=link_bps, models=models)
+        philly_last=max(ph["day"]), link_bps=link_bps, models=models, carbon=carbon)
 
 
 # ============================================================================ building =====
@@ -489,6 +574,9 @@ def renewable_profiles(data: SourceData, p: BuildParams, fuels: list[str],
 
 def _philly_pool(data: SourceData, p: BuildParams, file: str) -> tuple[pd.DataFrame, date, date]:
     ph = data.philly[data.philly["duration"] >= p.min_job_s]
+    if p.last_release_h < 24:
+        hour = ph["ts"].dt.hour + ph["ts"].dt.minute / 60 + ph["ts"].dt.second / 3600
+        ph = ph[hour < p.last_release_h]
     # Candidate first days: every day with a job, except the trace's partial first and last day.
     candidates = sorted(d for d in set(ph["day"])
                         if data.philly_first < d < data.philly_last)
@@ -511,50 +599,111 @@ def _philly_pool(data: SourceData, p: BuildParams, file: str) -> tuple[pd.DataFr
     return pool.reset_index(drop=True), first, last
 
 
-def make_jobs(data: SourceData, p: BuildParams, start: datetime, site_list: list[str],
-              file: str = CLI_FILE) -> tuple[list[list[str]], dict[str, Any]]:
-    """Rows of jobs.csv (header first) and facts for the README."""
+def _release_and_units(chosen: pd.DataFrame, first: date, p: BuildParams
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Release slot and work (in 1e-4 h units) of Philly jobs placed on the instance's days."""
     n_slots = p.days * 1440 // p.slot_minutes
     slot_s = p.slot_minutes * 60
-    pool, first, last = _philly_pool(data, p, file)
-    pick = np.random.default_rng([p.seed, STREAM_SAMPLE]).choice(len(pool), size=p.jobs,
-                                                                  replace=False)
-    chosen = pool.iloc[np.sort(pick)].reset_index(drop=True)
     # Release: time of day on the instance day (Philly day offset modulo days), floored to a slot.
     offset_days = np.array([(d - first).days % p.days for d in chosen["day"]])
     sod = np.array([(t - pd.Timestamp(d)).total_seconds()
                     for t, d in zip(chosen["ts"], chosen["day"])])
     release = ((offset_days * 86400 + sod) // slot_s).astype(int)
+    fit_h = p.fit_share * (n_slots - release) * slot_s / 3600.0
+    dur_h = chosen["duration"].to_numpy(float) / 3600.0
+    units = np.maximum(1, np.floor(np.minimum(np.minimum(dur_h, p.max_work_h), fit_h) * 1e4
+                                   + 1e-6)).astype(int)
+    return release, units
+
+
+def _pick_jobs(pool: pd.DataFrame, first: date, p: BuildParams, n_sites: int,
+               file: str) -> np.ndarray:
+    """Rows of the pool to use: ``jobs`` at random, or with ``origin_load`` the shortest random
+    prefix whose work reaches that share of the origin sites' GPU-hours."""
+    rng = np.random.default_rng([p.seed, STREAM_SAMPLE])
+    if p.origin_load <= 0:
+        return np.sort(rng.choice(len(pool), size=p.jobs, replace=False))
+    order = rng.permutation(len(pool))[:p.jobs]
+    _, units = _release_and_units(pool.iloc[order], first, p)
+    hours = p.days * 24.0
+    target = p.origin_load * (p.origin_sites or n_sites) * p.gpus_per_site * hours
+    reach = np.cumsum(units) / 1e4
+    if reach[-1] < target:
+        raise InputError(file, f"{len(order)} jobs carry {reach[-1]:.1f} GPU-h of work, below "
+                               f"origin_load {p.origin_load:g} x {target / p.origin_load:g} "
+                               f"GPU-h of the origin sites; raise jobs", field="origin_load")
+    return np.sort(order[:int(np.searchsorted(reach, target)) + 1])
+
+
+def make_jobs(data: SourceData, p: BuildParams, start: datetime, site_list: list[str],
+              file: str = CLI_FILE) -> tuple[list[list[str]], dict[str, Any]]:
+    """Rows of jobs.csv (header first) and facts for the README."""
+    slot_s = p.slot_minutes * 60
+    n_slots = p.days * 1440 // p.slot_minutes
+    pool, first, last = _philly_pool(data, p, file)
+    pick = _pick_jobs(pool, first, p, len(site_list), file)
+    chosen = pool.iloc[pick].reset_index(drop=True)
+    release, units_all = _release_and_units(chosen, first, p)
     order = np.lexsort((chosen["row"].to_numpy(), chosen["ts"].to_numpy(), release))
     chosen, release = chosen.iloc[order].reset_index(drop=True), release[order]
+    units_all = units_all[order]
+    n_jobs = len(chosen)
 
-    origin = np.random.default_rng([p.seed, STREAM_ORIGIN]).integers(len(site_list), size=p.jobs)
+    n_origins = p.origin_sites or len(site_list)
+    origin = np.random.default_rng([p.seed, STREAM_ORIGIN]).integers(n_origins, size=n_jobs)
+    if p.origin_load > 0:   # balance: each job (by release) to the origin with least work so far
+        work = np.zeros(n_origins)
+        for j in range(n_jobs):
+            origin[j] = int(np.argmin(work))
+            work[origin[j]] += units_all[j]
     mix = np.asarray(p.class_mix) / sum(p.class_mix)
-    cls = np.random.default_rng([p.seed, STREAM_CLASS]).choice(3, size=p.jobs, p=mix)
+    cls = np.random.default_rng([p.seed, STREAM_CLASS]).choice(3, size=n_jobs, p=mix)
     by_class = {c: data.models[data.models["class"] == c].reset_index(drop=True)
                 for c in CLASSES}
     for c, share in zip(CLASSES, mix):
         if share > 0 and by_class[c].empty:
             raise InputError(file, f"models.csv has no class-{c} model", field="class_mix")
     model_rng = np.random.default_rng([p.seed, STREAM_MODEL])
-    width = max(4, len(str(p.jobs)))
+    width = max(4, len(str(n_jobs)))
     rows = [["job", "origin", "release", "deadline", "work_h", "checkpoint_gb", "model", "class",
              "philly_submit", "philly_duration_s"]]
     work_total = 0.0
-    for j in range(p.jobs):
+    for j in range(n_jobs):
         c = CLASSES[int(cls[j])]
         m = by_class[c].iloc[int(model_rng.integers(len(by_class[c])))]
         dur = float(chosen["duration"][j])
-        fit_h = p.fit_share * (n_slots - int(release[j])) * slot_s / 3600.0
-        units = max(1, math.floor(min(dur / 3600.0, p.max_work_h, fit_h) * 1e4 + 1e-6))
+        units = int(units_all[j])
         work_total += units / 1e4
+        deadline = ""
+        if p.slack > 0:
+            due = int(release[j]) + math.ceil(p.slack * units / 1e4 * 3600 / slot_s - 1e-9)
+            if due < n_slots:
+                deadline = (start + timedelta(seconds=due * slot_s)).isoformat()
         rows.append([f"j{j + 1:0{width}d}", site_list[int(origin[j])],
-                     (start + timedelta(seconds=int(release[j]) * slot_s)).isoformat(), "",
+                     (start + timedelta(seconds=int(release[j]) * slot_s)).isoformat(), deadline,
                      _num(units / 1e4), _num(float(m["gb"]), 2), str(m["model"]), c,
                      str(chosen["submit"][j]), _num(dur, 3)])
     facts = {"philly_first": first, "philly_last": last, "pool": len(pool),
              "work_h": work_total}
     return rows, facts
+
+
+def carbon_rows(data: SourceData, regions: list[str], site_list: list[str], start: datetime,
+                n_slots: int, slot_minutes: int) -> list[list[str]]:
+    """Rows of carbon.csv: per slot, each site's zone's direct carbon intensity (g/kWh) at the
+    same UTC instant shifted by whole days to the same date in :data:`CARBON_YEAR` (29 February
+    to 28 February), the hour's value for every slot in it."""
+    day = start.date()
+    same = day.replace(year=CARBON_YEAR, day=min(day.day, 28 if day.month == 2 else day.day))
+    shift = datetime(same.year, same.month, same.day) - datetime(day.year, day.month, day.day)
+    first_hour = datetime(CARBON_YEAR, 1, 1, tzinfo=timezone.utc)
+    rows = [["time", *site_list]]
+    for t in range(n_slots):
+        when = start + timedelta(minutes=t * slot_minutes)
+        hour = int(((when + shift) - first_hour).total_seconds() // 3600) % 8760
+        rows.append([when.isoformat(), *(_num(float(data.carbon[REGION_ZONE[r]][hour]), 2)
+                                         for r in regions)])
+    return rows
 
 
 def region_wan_gbps(data: SourceData, region: str) -> float:
@@ -616,6 +765,7 @@ def _build(p: BuildParams, out_dir: Path, sources: Path, file: str, *,
         "renewable.csv": _csv(ren_rows),
         "links.csv": _csv(link_rows),
         "jobs.csv": _csv(job_rows),
+        "carbon.csv": _csv(carbon_rows(data, regions, names, start, n_slots, p.slot_minutes)),
     }
     with staged_dir(out_dir) as stage:         # the six files, checked, or nothing
         for fname, text in files.items():
@@ -633,7 +783,11 @@ def _params_text(p: BuildParams) -> str:
             f"jobs={p.jobs} class_mix(A/B/C)={mix} seed={p.seed} slot_minutes={p.slot_minutes} "
             f"peak_cover={_num(p.peak_cover)} solar_share={_num(p.solar_share)} "
             f"min_job_s={_num(p.min_job_s)} max_work_h={_num(p.max_work_h)} "
-            f"fit_share={_num(p.fit_share)}")
+            f"fit_share={_num(p.fit_share)}"
+            + (f" slack={_num(p.slack)}" if p.slack else "")
+            + (f" origin_sites={p.origin_sites}" if p.origin_sites else "")
+            + (f" origin_load={_num(p.origin_load)}" if p.origin_load else "")
+            + (f" last_release_h={_num(p.last_release_h)}" if p.last_release_h < 24 else ""))
 
 
 def _day_range(a: date, b: date) -> str:
@@ -667,6 +821,13 @@ def _toml(p: BuildParams, start: datetime, n_slots: int, facts: dict, picks: lis
         f"compute_kw = {COMPUTE_KW!r}            # one running single-GPU job\n"
         f"window_threshold_kw = {COMPUTE_KW!r}   # a slot is in a renewable window from this "
         "power on\n")
+
+
+def origin_load(inst) -> np.ndarray:
+    """Per site: the work (GPU-h) of the jobs that originate there over the GPU-hours the site
+    offers over the horizon (GPUs × horizon h); a share, 1.0 = 100 %."""
+    work = np.bincount(inst.origin, weights=inst.work_h, minlength=inst.n_sites)
+    return work / (np.asarray(inst.gpus, dtype=float) * inst.n_slots * inst.slot_h)
 
 
 def _h(x: float | None) -> str:
@@ -717,22 +878,31 @@ def _readme(p: BuildParams, inst, facts_d: dict, facts: dict, picks: list[list[d
         f"{facts_d['windows']} windows, hours mean/median/min/max {_h(w_mean)}/"
         f"{_h(facts_d['window_h_median'])}/{_h(w_min)}/{_h(w_max)}; {cmp}.",
         "",
-        "| site | fuel | CAISO day(s) | cloud region | GPUs | WAN Gbps | windows (h) |",
-        "|---|---|---|---|---|---|---|",
+        "Origin load: the work of the jobs that originate at a site, in % of the GPU-hours the "
+        "site offers over the horizon (above 100 % a site cannot finish its own jobs in time).",
+        "",
+        "| site | fuel | CAISO day(s) | cloud region | carbon zone (mean gCO₂/kWh) | GPUs | "
+        "WAN Gbps | origin load | windows (h) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for k, name in enumerate(names):
         wins = ", ".join(f"{(e - s) * inst.slot_h:g}" for s, e in inst.windows(k)) or "–"
         wan = inst.wan_gbps[k]
+        co2 = float(np.mean(inst.carbon_g_per_kwh[k])) if inst.carbon_g_per_kwh is not None \
+            else float("nan")
+        load = origin_load(inst)[k]
         lines.append(f"| {name} | {FUEL_NAME[fuels[k]]} | "
                      f"{', '.join(d.isoformat() for d in picks[k])} | {regions[k]} | "
+                     f"{REGION_ZONE[regions[k]]} ({co2:.0f}) | "
                      f"{p.gpus_per_site} | {_num(wan, 3) if np.isfinite(wan) else '–'} | "
-                     f"{wins} |")
+                     f"{100 * load:.0f} % | {wins} |")
     lines += [
         "",
         "Sources (copies in `instances/sources/`): CAISO curtailment — Source: California ISO, "
         "extracted by grgmiller/CAISO_curtailment (MIT); Microsoft Philly trace "
         "(msr-fiddle/philly-traces, Jeon et al., ATC'19, CC BY 4.0) via petuum/adaptdl "
         "(Apache-2.0); Skyplane throughput (skyplane-project/skyplane, Apache-2.0); "
+        "carbon intensity — Electricity Maps 2023 hourly data (ODbL, via green-dcc); "
         "checkpoint sizes of public models (`checkpoints/models.csv`).",
         "",
     ]

@@ -285,6 +285,16 @@ def plan_cmd(
     engine: Annotated[str, typer.Option(
         help="milp: auto (compact for small instances, else decomposition), compact (the "
              "whole MILP) or decomposition (column generation over job schedules).")] = "auto",
+    objective: Annotated[str, typer.Option(
+        help="milp: what to minimise: grid-kwh (grid energy) or co2 (its CO2, needs "
+             "carbon.csv); the other breaks ties.")] = "grid-kwh",
+    max_mean_jct_h: Annotated[Optional[float], typer.Option(
+        help="milp: the jobs' mean completion time (hours from release) may not exceed this.",
+        callback=_number())] = None,
+    max_jct_increase: Annotated[Optional[float], typer.Option(
+        help="milp: the mean completion time may exceed the static plan's by at most this "
+             "many percent (negative: must be that much lower).",
+        callback=_number(-100, 1e6))] = None,
     threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.",
                                                    callback=_whole(1, 1024))] = None,
     elastic: Annotated[bool, typer.Option(help="milp: allow unfinished work, minimised "
@@ -317,12 +327,14 @@ def plan_cmd(
         raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     _check_out_dir(out, files=("plan.json", "schedule.csv", "summary.json"))
     inst = load_instance(directory)
+    bound_h = _jct_bound(inst, max_mean_jct_h, max_jct_increase, objective, elastic)
     started = time.perf_counter()
     solver = None
     if policy == "milp":
         plan, solver = _solve_milp(inst, SolveOptions(
             time_limit_s=time_limit, gap=gap, abs_gap=abs_gap, engine=engine, threads=threads,
-            elastic=elastic, max_sites=max_sites, seed=seed, started=command_started), quiet)
+            elastic=elastic, max_sites=max_sites, seed=seed, started=command_started,
+            objective=objective, max_mean_jct_h=bound_h), quiet)
     else:
         with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"{policy} on {inst.name}", total=None)
@@ -348,6 +360,97 @@ def plan_cmd(
         _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
         typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
     raise typer.Exit(0 if result.valid else 1)
+
+
+@app.command("pareto")
+def pareto_cmd(
+    directory: Annotated[Path, typer.Argument(help="Instance folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for pareto.csv, pareto.png, plans/.")],
+    points: Annotated[int, typer.Option(help="Mean-JCT bounds from static's to the "
+                                        "unconstrained plan's.", callback=_whole(1, 100))] = 5,
+    time_limit: Annotated[float, typer.Option(
+        help="Seconds of wall-clock time for each solve.", callback=_number())] = 60.0,
+    gap: Annotated[float, typer.Option(help="Relative gap of each solve.",
+                                       callback=_number(0, 1))] = 0.01,
+    engine: Annotated[str, typer.Option(help="auto, compact or decomposition.")] = "auto",
+    objective: Annotated[str, typer.Option(help="grid-kwh or co2.")] = "grid-kwh",
+    seed: Annotated[int, typer.Option(help="Seed of the solver's random choices.",
+                                      callback=_whole(0, MAX_SEED))] = 0,
+    quiet: Annotated[bool, typer.Option(help="No table.")] = False,
+) -> None:
+    """Trace the trade-off of grid energy (or CO2) against mean completion time: the MILP
+    unconstrained, then under mean-JCT bounds from the static plan's up; every plan scored by
+    the evaluator. Writes pareto.csv, pareto.png and each frontier plan in plans/.
+
+    Exit 0, 2 on bad input, 3 when not even the unconstrained MILP finds a plan."""
+    from milp import pareto
+    from milp.engine.solve import NoPlanFound, SolveOptions
+    from milp.files import staged_dir, write_atomic
+    from milp.instance import load_instance
+
+    if engine not in ENGINES:
+        raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    _check_out_dir(out, files=("pareto.csv", "pareto.png", "summary.json"), folders=("plans",))
+    inst = load_instance(directory)
+    _jct_bound(inst, None, None, objective, False)
+
+    def tell(s: "pareto.Solved") -> None:
+        if not quiet:
+            what = "unconstrained" if s.bound_h is None else f"mean JCT <= {s.bound_h:.3f} h"
+            got = (f"grid {s.evaluation.grid_energy_kwh:.3f} kWh, mean JCT {s.jct_h:.3f} h"
+                   if s.evaluation else "no plan")
+            typer.echo(f"  {what}: {got} ({s.status})", err=True)
+
+    options = SolveOptions(time_limit_s=time_limit, gap=gap, engine=engine, objective=objective,
+                           seed=seed)
+    try:
+        front = pareto.trace(inst, points, options, tell)
+    except NoPlanFound as e:
+        typer.echo(f"error: the unconstrained MILP found no plan ({e.facts.status}); raise "
+                   f"--time-limit", err=True)
+        raise typer.Exit(3) from None
+    chosen = front.nondominated()
+    files = {id(s): f"plans/point-{k + 1}.json" for k, s in enumerate(chosen)}
+    table = pareto.tables(front, files)
+    with staged_dir(out, kept=_warn_kept) as stage:
+        (stage / "plans").mkdir()
+        for s in chosen:
+            s.plan.save(stage / files[id(s)])
+        write_atomic(stage / "pareto.csv", table.to_csv(index=False, float_format="%.6g"))
+        pareto.figure(front, table, f"{inst.name}: grid {'CO2' if objective == 'co2' else 'energy'}"
+                      f" against mean JCT", stage / "pareto.png")
+        write_atomic(stage / "summary.json", json.dumps({
+            "instance": inst.name, "objective": objective, "points": points,
+            "static_mean_jct_h": front.static_jct_h, "bounds_h": front.bounds_h,
+            "solves": [{"bound_mean_jct_h": s.bound_h, "status": s.status,
+                        "mean_jct_h": s.evaluation.mean_jct_h if s.evaluation else None,
+                        "grid_energy_kwh": s.evaluation.grid_energy_kwh if s.evaluation
+                        else None} for s in front.solved]}, indent=2, allow_nan=False) + "\n")
+    if not quiet:
+        typer.echo(table.drop(columns=["plan"]).to_string(index=False, float_format="%.3f"))
+        typer.echo(f"wrote {out / 'pareto.csv'}, {out / 'pareto.png'}, {out / 'plans'}/")
+
+
+def _jct_bound(inst, max_mean_jct_h: float | None, max_jct_increase: float | None,
+               objective: str, elastic: bool) -> float | None:
+    """The mean-JCT bound (hours) the options ask for, checked against the instance."""
+    from milp.physics import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise InputError("--objective", f"unknown objective {objective!r} (known: "
+                         f"{', '.join(OBJECTIVES)})")
+    if objective == "co2" and inst.carbon_g_per_kwh is None:
+        raise InputError("--objective", f"co2 needs the instance's carbon.csv, and "
+                         f"{inst.name} has none")
+    if max_mean_jct_h is not None and max_jct_increase is not None:
+        raise InputError("--max-jct-increase", "give --max-mean-jct-h or --max-jct-increase, "
+                         "not both")
+    if max_jct_increase is not None:
+        from milp.engine.solve import static_mean_jct_h
+        max_mean_jct_h = static_mean_jct_h(inst) * (1 + max_jct_increase / 100)
+    if max_mean_jct_h is not None and elastic:
+        raise InputError("--elastic", "a mean-JCT bound needs every job to finish; drop one")
+    return max_mean_jct_h
 
 
 def _check_out_dir(out: Path, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()
@@ -495,6 +598,15 @@ def build_instance_cmd(
     class_mix: Annotated[str, typer.Option(help="Shares of classes A,B,C.")] = "0.5,0.35,0.15",
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 1,
     slot_minutes: Annotated[int, typer.Option(help="Slot length (min).")] = 15,
+    slack: Annotated[float, typer.Option(help="0: every deadline is the horizon's end; S >= 1: "
+                                         "deadline = release + S x work.")] = 0.0,
+    origin_sites: Annotated[int, typer.Option(help="0: jobs originate at every site; N: at the "
+                                              "first N sites only.")] = 0,
+    origin_load: Annotated[float, typer.Option(help="0: exactly --jobs jobs; L > 0: sample jobs "
+                                               "(at most --jobs) until their work is L x the "
+                                               "origin sites' GPU-hours.")] = 0.0,
+    last_release_h: Annotated[float, typer.Option(help="Jobs submitted at this hour of the day "
+                                                  "or later are not sampled.")] = 24.0,
 ) -> None:
     """Build instances from the real data in instances/sources (see instances/README.md)."""
     from milp import build
@@ -511,7 +623,9 @@ def build_instance_cmd(
         _check_out_dir(out)
         params = build.BuildParams(name=name or out.name, day=day, days=days, sites=sites,
                                    gpus_per_site=gpus_per_site, jobs=jobs, class_mix=mix,
-                                   seed=seed, slot_minutes=slot_minutes)
+                                   seed=seed, slot_minutes=slot_minutes, slack=slack,
+                                   origin_sites=origin_sites, origin_load=origin_load,
+                                   last_release_h=last_release_h)
         built = [build.build_instance(params, out)]
     else:
         raise InputError("build-instance", "say --all, --preset NAME or --out DIR")

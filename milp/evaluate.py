@@ -22,6 +22,7 @@ Accounting rules (README.md, "How plans are scored"):
 - Each site draws ``idle_kw`` in every slot.
 - Energy is netted per site and slot: ``load_kwh[n,t]`` is the energy above, split exactly at
   slot boundaries; ``grid = max(0, load − renewable_kw·slot_h)``, ``renewable_used = load − grid``.
+  With ``carbon.csv``, ``grid_co2_kg = Σ grid × carbon_g_per_kwh / 1000`` (None without it).
 - Concurrent transfers on one link share it: their rates may not add up to more than its Gbps;
   all transfers into and out of a site share its ``wan_gbps``.
 - A ``lost`` run (an executed plan's work undone by a fault, ``milp replay``) holds its GPU
@@ -47,7 +48,8 @@ EPS_S = 1e-4
 #: Relative slack for comparing rates, sizes and energies.
 EPS_REL = 1e-9
 
-METRICS = ("valid", "violations", "grid_energy_kwh", "renewable_energy_kwh", "total_energy_kwh",
+METRICS = ("valid", "violations", "grid_energy_kwh", "grid_co2_kg", "renewable_energy_kwh",
+           "total_energy_kwh",
            "migrations", "migrations_outside_domain", "migration_energy_kwh",
            "migration_overhead_pct", "mean_jct_h", "p95_jct_h", "deadline_misses",
            "unfinished_jobs", "unfinished_work_h", "lost_work_h", "runs", "restarts",
@@ -66,6 +68,7 @@ class Evaluation:
     valid: bool
     violations: list[str]
     grid_energy_kwh: float
+    grid_co2_kg: float | None      #: CO₂ of the grid energy (kg); None without carbon.csv
     renewable_energy_kwh: float
     total_energy_kwh: float
     migrations: int
@@ -187,7 +190,10 @@ def evaluate(inst: Instance, plan: Plan) -> Evaluation:
     busy_s = float((end_s - inst.release_s).sum())
     return Evaluation(
         valid=not v, violations=v,
-        grid_energy_kwh=float(grid.sum()), renewable_energy_kwh=float(used.sum()),
+        grid_energy_kwh=float(grid.sum()),
+        grid_co2_kg=float((grid * inst.carbon_g_per_kwh).sum()) / 1000.0
+        if inst.carbon_g_per_kwh is not None else None,
+        renewable_energy_kwh=float(used.sum()),
         total_energy_kwh=float(load.sum()), migrations=n_mig,
         migrations_outside_domain=outside, migration_energy_kwh=float(migration_kwh.sum()),
         migration_overhead_pct=100.0 * float(disrupted_s.sum()) / busy_s if busy_s > 0 else 0.0,

@@ -8,7 +8,9 @@ A folder holds five files (format in README.md, "Instance format"):
 - ``sites.csv`` — ``site,gpus`` (+ optional ``idle_kw``, ``compute_kw``, ``wan_gbps``);
 - ``renewable.csv`` — ``time,<site>,…``: renewable power (kW) available per site and slot;
 - ``links.csv`` — ``src,dst,gbps``: directed WAN links;
-- ``jobs.csv`` — ``job,origin,release,deadline,work_h,checkpoint_gb`` (+ optional ``compute_kw``).
+- ``jobs.csv`` — ``job,origin,release,deadline,work_h,checkpoint_gb`` (+ optional ``compute_kw``);
+- ``carbon.csv`` (optional) — ``time,<site>,…``: carbon intensity of each site's grid
+  (gCO₂/kWh) per slot.
 
 :func:`load_instance` turns a folder into an immutable :class:`Instance` (numpy arrays inside,
 read-only) or raises :class:`~milp.errors.InputError` naming file, line and field.
@@ -40,6 +42,7 @@ from milp.limits import (HUGE, MAX_JOB_SLOTS, MAX_JOBS, MAX_SITES, MAX_SLOTS, PO
 TOML = "instance.toml"
 SITES = "sites.csv"
 RENEWABLE = "renewable.csv"
+CARBON = "carbon.csv"
 LINKS = "links.csv"
 JOBS = "jobs.csv"
 
@@ -138,6 +141,8 @@ class Instance:
     #: [j] the job resumes from a checkpoint, so even its first run begins with a restore (set
     #: for the rest of a day that is re-planned, :mod:`milp.state`; all False from files)
     from_checkpoint: np.ndarray | None = None
+    #: [n, t] carbon intensity of each site's grid energy (gCO₂/kWh); None without carbon.csv
+    carbon_g_per_kwh: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.from_checkpoint is None:
@@ -227,6 +232,8 @@ def load_instance(directory: str | Path) -> Instance:
     start, slot_s, n_slots = head["start"], head["slot_minutes"] * 60.0, head["slots"]
     sites = _read_sites(d)
     renewable = _read_renewable(d, sites["site"], start, slot_s, n_slots)
+    carbon = _read_renewable(d, sites["site"], start, slot_s, n_slots, CARBON) \
+        if (d / CARBON).exists() else None
     links = _read_links(d, sites["site"])
     jobs = _read_jobs(d, sites, start, slot_s, n_slots, head["defaults"]["compute_kw"])
     return Instance(
@@ -239,6 +246,7 @@ def load_instance(directory: str | Path) -> Instance:
         sites=tuple(sites["site"]), gpus=read_only(sites["gpus"].astype(int)),
         idle_kw=read_only(sites["idle_kw"]), wan_gbps=read_only(sites["wan_gbps"]),
         renewable_kw=read_only(renewable), link_gbps=read_only(links),
+        carbon_g_per_kwh=read_only(carbon) if carbon is not None else None,
         jobs=tuple(jobs["job"]), origin=read_only(jobs["origin"]),
         release_slot=read_only(jobs["release"]), deadline_slot=read_only(jobs["deadline"]),
         work_h=read_only(jobs["work_h"]), checkpoint_gb=read_only(jobs["checkpoint_gb"]),
@@ -562,13 +570,15 @@ def _read_sites(d: Path) -> dict[str, Any]:
 
 
 def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
-                    n_slots: int) -> np.ndarray:
-    df = _read_csv(d, RENEWABLE, ["time", *sites])
-    _time_offsets(df, RENEWABLE, "time", start, slot_s, n_slots, in_order=True)
+                    n_slots: int, name: str = RENEWABLE) -> np.ndarray:
+    """A per-site, per-slot table (renewable.csv, carbon.csv): a time column on the slot grid,
+    one row per slot in order, one numeric column (>= 0) per site."""
+    df = _read_csv(d, name, ["time", *sites])
+    _time_offsets(df, name, "time", start, slot_s, n_slots, in_order=True)
     if len(df) != n_slots:
-        raise InputError(RENEWABLE, f"{len(df)} rows where instance.toml has {n_slots} slots",
+        raise InputError(name, f"{len(df)} rows where instance.toml has {n_slots} slots",
                          line=int(df.index[-1]))
-    return np.vstack([_numbers(df, RENEWABLE, s) for s in sites])
+    return np.vstack([_numbers(df, name, s) for s in sites])
 
 
 def _read_links(d: Path, sites: list[str]) -> np.ndarray:
@@ -645,6 +655,8 @@ def describe(inst: Instance) -> dict[str, Any]:
         "work_h": float(inst.work_h.sum()),
         "wan_gbps": {s: (float(w) if np.isfinite(w) else None)
                      for s, w in zip(inst.sites, inst.wan_gbps)},
+        "carbon_g_per_kwh_mean": float(inst.carbon_g_per_kwh.mean())
+        if inst.carbon_g_per_kwh is not None else None,
         "max_restarts": inst.execution.max_restarts,
         "min_run_minutes": inst.execution.min_run_minutes,
         "links": int(links.size),

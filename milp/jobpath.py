@@ -13,7 +13,9 @@ share ``occ`` of it (progress + restore) costs ``occupy[k, t] · max(0, kwh[k]·
 when ``free`` is the renewable energy the other jobs leave (a best response); each unit of
 progress costs ``progress[t]``; each slot the job fills (occupancy 1) ``full[k, t]`` more; a move
 ``move[a, b, t]``; and, when ``unfinished`` is given, each unit of progress left at the deadline
-costs that much (else the job must finish).
+costs that much (else the job must finish). Completing costs ``completion`` per slot from
+release to the end of the last slot's occupancy (a mean-JCT bound's dual), and must happen by
+``finish_by`` slots from release.
 
 State at the start of a slot: (site, k full run slots done, b restores so far, r restarts used,
 mode). Progress so far is ``k − b·σ``. Modes: FRESH (never ran nor moved), READY (at its origin,
@@ -65,6 +67,8 @@ class JobProblem:
     unfinished: float | None = None   #: cost per unit of progress left undone (elastic)
     free: np.ndarray | None = None    #: [K, D] kWh of a slot that cost nothing (default 0)
     full: np.ndarray | None = None    #: [K, D] extra cost of a full slot (default 0)
+    completion: float = 0.0           #: cost per slot of completion time from release
+    finish_by: float = math.inf       #: latest completion, in slots from release
 
     @property
     def length(self) -> int:
@@ -113,7 +117,8 @@ def best_path(p: JobProblem) -> JobPath | None:
         np.ascontiguousarray(full, dtype=np.float64),
         np.ascontiguousarray(p.progress, dtype=np.float64),
         np.ascontiguousarray(move, dtype=np.float64), rho,
-        np.ascontiguousarray(window, dtype=np.bool_), pred, ptime, act)
+        np.ascontiguousarray(window, dtype=np.bool_), float(p.completion),
+        float(min(p.finish_by, 1e18)), float(p.deadline - p.release), pred, ptime, act)
     if i_end < 0:
         return None
     return _path(p, shape, cost, i_end, flat, action, pred, ptime, act)
@@ -123,7 +128,7 @@ def best_path(p: JobProblem) -> JobPath | None:
 @njit(cache=True)
 def _sweep(K, Kk, B, R, U, M, capped, work, sigma, origin_k, start_mode, has_moves,
            has_window, elastic, unfinished, hold, occupy, kwh, free, full, progress, move,
-           rho, window, pred, ptime, act):
+           rho, window, completion, finish_by, end_slots, pred, ptime, act):
     """The forward sweep over slots; fills the backtracking arrays; returns the best end
     (cost, slot, state, action) — slot −1 when the job cannot finish."""
     D = hold.shape[1]
@@ -177,9 +182,11 @@ def _sweep(K, Kk, B, R, U, M, capped, work, sigma, origin_k, start_mode, has_mov
                         oc = price * (e - f if e > f else 0.0) + fc     # a full slot
                         rs = sigma if restore else 0.0
                         # end the job in this slot: run what its work still needs
-                        if left > EPS and left + rs <= 1.0 + EPS:
+                        if left > EPS and left + rs <= 1.0 + EPS and \
+                                i + left + rs <= finish_by + EPS:
                             e_end = e * (left + rs)
                             c = v + h + price * (e_end - f if e_end > f else 0.0) + prog * left
+                            c += completion * (i + left + rs)
                             if left + rs >= 1.0 - EPS:
                                 c += fc
                             if c < best:
@@ -287,7 +294,7 @@ def _sweep(K, Kk, B, R, U, M, capped, work, sigma, origin_k, start_mode, has_mov
             k = rest // sBRM
             b = (rest - k * sBRM) // sRM
             left = work - (k - b * sigma)
-            c = v + unfinished * (left if left > 0.0 else 0.0)
+            c = v + unfinished * (left if left > 0.0 else 0.0) + completion * end_slots
             if c < best:
                 best, best_i, best_s, best_a = c, D, s, END
     return best, best_i, best_s, best_a

@@ -37,8 +37,13 @@ Notation: Δ slot length (s), h = Δ/3600 (h), L = load_time_s + downtime_s (s),
 **Energy** per site and slot (kWh): ``load = idle·h + Σ_j kW_jn·h·(x + σ·restore) + Σ transfer``;
 ``grid = max(0, load − R·h)``.
 
-**Objective** (kWh): ``Σ grid + w_mig·moves + w_c·Σ_j,t x·h·((t+1)·h − release_j·h)``
-(``+ about 1000 kWh per unfinished GPU-hour`` when elastic, :func:`unfinished_weight`).
+**Objective**: ``Σ_{n,t} w_nt·grid + w_mig·moves + w_c·Σ_j,t x·h·((t+1)·h − release_j·h)``
+(``+ about 1000 per unfinished GPU-hour`` when elastic, :func:`unfinished_weight`), with
+``w = 1`` per kWh when minimising grid energy or the grid's kg CO₂ per kWh when minimising CO₂
+(:func:`grid_weights`; the other quantity is then a tie-breaker).
+
+**Completion**: a job completes at the end of its last slot's occupancy; its JCT (hours from
+release, :func:`jct_h`) is what ``--max-mean-jct-h`` bounds.
 
 A slot-level schedule is a :class:`Solution`: each job's progress share ``x[j,n,t]`` (0–1 of
 slot t spent computing at n) and its moves ``(j, a, b, t)``. Runs and restores follow from it
@@ -137,6 +142,25 @@ def transfer_kwh(inst: Instance, transfer) -> list[float]:
     dt, kw = inst.slot_s, inst.migration.transfer_kw
     n = busy_slots(transfer, dt)
     return [kw * min(dt, transfer - k * dt) / 3600.0 for k in range(int(n))]
+
+
+#: What the MILP can minimise.
+OBJECTIVES = ("grid-kwh", "co2")
+#: Weight of the other quantity, as a tie-breaker (per kWh, or per kg CO₂).
+TIE = 1e-4
+
+
+def grid_weights(inst: Instance, objective: str = "grid-kwh") -> np.ndarray:
+    """[n, t] the objective's cost of one kWh of grid energy in each site and slot: 1 (plus
+    1e-4 × its kg CO₂, a tie-breaker) for ``grid-kwh``; its kg CO₂ (plus 1e-4, a tie-breaker)
+    for ``co2`` (which needs carbon.csv)."""
+    ci = (inst.carbon_g_per_kwh / 1000.0 if inst.carbon_g_per_kwh is not None
+          else np.zeros((inst.n_sites, inst.n_slots)))
+    if objective == "co2":
+        if inst.carbon_g_per_kwh is None:
+            raise ValueError("the co2 objective needs carbon.csv")
+        return ci + TIE
+    return 1.0 + TIE * ci
 
 
 def unfinished_weight(inst: Instance) -> np.ndarray:
@@ -321,15 +345,54 @@ def grid_kwh(inst: Instance, load_kwh: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, load_kwh - inst.renewable_kw * inst.slot_h)
 
 
-def objective(inst: Instance, sol: Solution, unfinished_h: dict[int, float] | None = None
-              ) -> tuple[float, float]:
+def objective(inst: Instance, sol: Solution, unfinished_h: dict[int, float] | None = None,
+              weights: np.ndarray | None = None) -> tuple[float, float]:
     """(objective, grid energy kWh) of a schedule, by the slot rules (``unfinished_h``: GPU
-    hours left undone per job, elastic mode)."""
-    grid = float(grid_kwh(inst, usage(inst, sol).load_kwh).sum())
+    hours left undone per job, elastic mode; ``weights``: :func:`grid_weights`, 1 if None)."""
+    cells = grid_kwh(inst, usage(inst, sol).load_kwh)
+    grid = float(cells.sum())
+    cost = grid if weights is None else float((cells * weights).sum())
     late = sum(float(completion_weight(inst, j, t)) * v for (j, _, t), v in sol.x.items())
     weight = unfinished_weight(inst) if unfinished_h else None
     left = sum(weight[j] * h for j, h in (unfinished_h or {}).items())
-    return grid + inst.objective.migration_kwh * len(sol.moves) + late + left, grid
+    return cost + inst.objective.migration_kwh * len(sol.moves) + late + left, grid
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a planner minimises and under which bound: the objective's cost per kWh of grid
+    energy in each site and slot (:func:`grid_weights`) and, with a mean-JCT bound H, the
+    budget ``J × H`` the jobs' completion times from release may add up to (hours)."""
+
+    weights: np.ndarray
+    jct_budget_h: float | None = None
+
+    @classmethod
+    def of(cls, inst: Instance, objective: str = "grid-kwh",
+           max_mean_jct_h: float | None = None) -> "Goal":
+        budget = None if max_mean_jct_h is None else max_mean_jct_h * inst.n_jobs
+        return cls(grid_weights(inst, objective), budget)
+
+    def cost(self, inst: Instance, sol: Solution, unfinished_h: dict[int, float] | None = None
+             ) -> tuple[float, float]:
+        """(objective, grid energy kWh) of a schedule under this goal."""
+        return objective(inst, sol, unfinished_h, self.weights)
+
+    def allows(self, inst: Instance, sol: Solution) -> bool:
+        """Whether the schedule's completion times fit the budget."""
+        return self.jct_budget_h is None or \
+            float(jct_h(inst, sol).sum()) <= self.jct_budget_h + 1e-6
+
+
+def jct_h(inst: Instance, sol: Solution) -> np.ndarray:
+    """[j] each job's completion time from its release (hours): the end of its last slot's
+    occupancy; the horizon's end for a job that does not run at all."""
+    out = (inst.n_slots - inst.release_slot).astype(float) * inst.slot_h
+    for j, runs in runs_of(inst, sol).items():
+        if runs:
+            last = runs[-1]
+            out[j] = (last.last + last.last_occupancy - inst.release_slot[j]) * inst.slot_h
+    return out
 
 
 # ================================================================== plans ↔ schedules ====

@@ -233,6 +233,8 @@ def remainder(inst: Instance, state: State) -> Remainder:
     sub = replace(
         inst, start=inst.time_of(offset * inst.slot_s), n_slots=n_slots, gpus=read_only(gpus),
         renewable_kw=read_only(renewable),
+        carbon_g_per_kwh=read_only(inst.carbon_g_per_kwh[:, offset:])
+        if inst.carbon_g_per_kwh is not None else None,
         link_gbps=read_only(inst.link_gbps * state.bandwidth_factor),
         wan_gbps=read_only(inst.wan_gbps * state.bandwidth_factor),
         jobs=tuple(inst.jobs[j] for j in keep), origin=read_only(np.array(origin, dtype=int)),

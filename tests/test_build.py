@@ -64,8 +64,9 @@ def params(**kw) -> B.BuildParams:
 def test_shipped_instances_are_there():
     names = {p.relative_to(INSTANCES).as_posix() for p in SHIPPED}
     week = {f"week-5site/2019-04-{d}" for d in range(15, 22)}
+    contention = {f"contention-5site/2019-04-{d}" for d in range(15, 22)}
     assert {"tiny-3site", "paper-5site", "scale-10x200", "scale-20x500", "scale-50x2000",
-            *week} <= names
+            *week, *contention} <= names
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.relative_to(INSTANCES).as_posix())
@@ -87,11 +88,12 @@ def test_rebuild_reproduces_shipped_files_byte_for_byte(rebuilt):
 
 def test_source_copies_match_their_checksums():
     lines = (SOURCES / "SHA256SUMS").read_text().splitlines()
-    assert len(lines) == 8
+    assert len(lines) == 8 + 15        # 14 Electricity Maps zones and their MIT licence
     for line in lines:
         digest, name = line.split(maxsplit=1)
         assert hashlib.sha256((SOURCES / name).read_bytes()).hexdigest() == digest, name
-    for folder in ("caiso_curtailment", "philly_jobs", "skyplane_wan", "checkpoints"):
+    for folder in ("caiso_curtailment", "philly_jobs", "skyplane_wan", "checkpoints",
+                   "electricitymaps_hourly"):
         assert (SOURCES / folder / "SOURCE.md").is_file()
 
 
@@ -158,7 +160,7 @@ def test_linear_interpolation_between_hour_centres():
     data = B.SourceData(hourly={"SOLR": days, "WIND": {}}, caiso_days=frozenset(days),
                         caiso_first=date(2019, 4, 21), caiso_last=date(2019, 4, 21),
                         philly=None, philly_first=None, philly_last=None, link_bps={},
-                        models=None)
+                        models=None, carbon={})
     p = B.check_params(params(sites=1, gpus_per_site=4, peak_cover=0.5, solar_share=1.0))
     kw, picks = B.renewable_profiles(data, p, ["SOLR"])
     assert picks == [[date(2019, 4, 21)]]
@@ -331,6 +333,11 @@ def test_scale_instances_load_is_a_realistic_share(name):
     (dict(peak_cover=0), "peak_cover", "> 0"),
     (dict(solar_share=1.5), "solar_share", "<= 1"),
     (dict(min_job_s=1e8), "min_job_s", "no Philly single-GPU job"),
+    (dict(slack=0.5), "slack", "from 1 to 1e4"),
+    (dict(origin_sites=6), "origin_sites", "from 0 (every site) to sites=5"),
+    (dict(origin_load=-1), "origin_load", "share > 0"),
+    (dict(origin_load=5.0, jobs=40), "origin_load", "raise jobs"),
+    (dict(last_release_h=0), "last_release_h", "> 0 and <= 24"),
 ])
 def test_bad_params_raise_input_error(tmp_path, kw, field, words):
     with pytest.raises(InputError) as e:
@@ -370,3 +377,53 @@ def test_bad_preset_file(tmp_path):
 def test_missing_source_data(tmp_path):
     with pytest.raises(InputError, match="source data file is missing"):
         B.build_instance(params(), tmp_path / "x", sources=tmp_path / "nowhere")
+
+
+# ---- carbon, deadlines, days with queues -------------------------------------------------
+
+def test_carbon_is_the_zone_hour_of_2023_at_the_same_utc_instant():
+    # paper-5site slot 0 = 2019-04-21 00:00 PDT = 07:00 UTC -> 2023-04-21 07:00 UTC in the
+    # US-CAL-CISO file (every site of the five is a US-west region, zone US-CAL-CISO); slot 5
+    # (01:15 PDT) is in the hour from 08:00 UTC.
+    src = {r["Datetime (UTC)"]: float(r["Carbon Intensity gCO₂eq/kWh (direct)"])
+           for r in read_csv(SOURCES / "electricitymaps_hourly" / "US-CAL-CISO_2023_hourly.csv")}
+    rows = read_csv(PAPER / "carbon.csv")
+    assert rows[0]["time"] == "2019-04-21T00:00:00-07:00"
+    assert float(rows[0]["s03-wind"]) == src["2023-04-21 07:00:00"]
+    assert float(rows[5]["s01-solar"]) == src["2023-04-21 08:00:00"]
+    assert float(rows[95]["s05-wind"]) == src["2023-04-22 06:00:00"]
+    assert load_instance(PAPER).carbon_g_per_kwh.shape == (5, 96)
+
+
+def test_every_region_has_a_carbon_zone_file():
+    zones = {p.name.split("_")[0] for p in (SOURCES / "electricitymaps_hourly").glob("*.csv")}
+    assert set(B.REGIONS) == set(B.REGION_ZONE) and set(B.REGION_ZONE.values()) <= zones
+
+
+def test_slack_sets_deadlines_by_hand(tmp_path):
+    d = B.build_instance(params(slack=2.0), tmp_path / "s")
+    inst = load_instance(d)
+    for j, r in enumerate(read_csv(d / "jobs.csv")):
+        due = inst.release_slot[j] + math.ceil(2.0 * float(r["work_h"]) / 0.25 - 1e-9)
+        assert inst.deadline_slot[j] == min(due, inst.n_slots)
+        assert (r["deadline"] == "") == (due >= inst.n_slots)
+
+
+def test_origin_sites_load_and_last_release(tmp_path):
+    d = B.build_instance(params(origin_sites=2, origin_load=0.75, jobs=400,
+                                last_release_h=18.0), tmp_path / "c")
+    inst = load_instance(d)
+    assert set(inst.origin) == {0, 1}
+    load = B.origin_load(inst)
+    # sampled until the work reaches 75 % of 2 sites x 8 GPUs x 24 h; the last job overshoots
+    total = float(inst.work_h.sum())
+    assert 0.75 * 2 * 8 * 24 <= total < 0.75 * 2 * 8 * 24 + max(inst.work_h)
+    assert abs(load[0] - load[1]) <= max(inst.work_h) / (8 * 24)     # balanced by the builder
+    assert (inst.release_slot < 18 * 4).all() and inst.n_jobs < 400
+
+
+@pytest.mark.parametrize("folder", sorted((INSTANCES / "contention-5site").glob("*/")),
+                         ids=lambda p: p.name)
+def test_contention_days_load_their_origins(folder):
+    load = B.origin_load(load_instance(folder))
+    assert (load[:2] >= 0.6).all() and (load[2:] == 0).all()

@@ -43,9 +43,13 @@ Constraints (family: enforced over — what)
     gpus:    (n,t) — Σ_j y[j,n,t] ≤ GPUs_n
     work:    J — Σ_{n,t} x·h (+ s[j]) = work_j
     grid:    (n,t) touched — g ≥ idle_n·h + Σ_j kW_jn·h·(x + σ·q) + Σ_{moves from n} e_kt·m_k − R_nt·h
+    jct:     Σ_j h·(Σ_t R[j,t] + Σ_{n,t} (x + σ·q − y) + 1) ≤ J·H  (mean JCT ≤ H; only with a
+             bound): a job's last slot L gives Σ_t R = L − r, and every slot it runs in but L is
+             full, so Σ (occupancy − y) + 1 is the occupancy of L: its completion from release
 
-Objective (kWh): min Σ g + w_mig·Σ m + Σ w_c·h·((t+1)·h − r_j·h)·x (+ Σ ≈1000·s_j if elastic);
-cells no job can touch add their max(0, idle_n·h − R_nt·h) as a constant.
+Objective: min Σ w_nt·g + w_mig·Σ m + Σ w_c·h·((t+1)·h − r_j·h)·x (+ Σ ≈1000·s_j if elastic),
+w the grid weights (1 per kWh, or kg CO₂ per kWh); cells no job can touch add their
+w·max(0, idle_n·h − R_nt·h) as a constant.
 """
 
 from __future__ import annotations
@@ -60,8 +64,11 @@ from milp.engine.index import Index
 from milp.physics import Solution
 
 
-def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
-    """Create variables, constraints and objective over ``index`` (see the module docstring)."""
+def build_model(index: Index, *, elastic: bool = False, weights: np.ndarray | None = None,
+                jct_budget_h: float | None = None) -> pyo.ConcreteModel:
+    """Create variables, constraints and objective over ``index`` (see the module docstring).
+    ``weights`` [n, t]: the objective's cost per kWh of grid energy (1 if None);
+    ``jct_budget_h``: the jobs' completion times from release may add up to this (hours)."""
     inst = index.inst
     m = pyo.ConcreteModel(name=f"milp-{inst.name}")
     lk = _Lookups(index)
@@ -96,7 +103,9 @@ def build_model(index: Index, *, elastic: bool = False) -> pyo.ConcreteModel:
     _add_gpus(m, index, lk)
     _add_work(m, index, lk, elastic)
     _add_grid(m, index, lk)
-    _add_objective(m, index, elastic)
+    if jct_budget_h is not None:
+        _add_jct(m, index, lk, jct_budget_h)
+    _add_objective(m, index, elastic, weights)
     return m
 
 
@@ -361,17 +370,33 @@ def _add_grid(m, index: Index, lk: _Lookups) -> None:
                             - float(inst.renewable_kw[n, t] * h))
 
 
-def _add_objective(m, index: Index, elastic: bool) -> None:
-    """min Σ g + w_mig·Σ m + completion term (+ elastic penalty); cells no job can touch add
+def job_jct_h(m, index: Index, lk: _Lookups, j: int):
+    """Job j's completion time from its release (hours), as an expression (see ``jct``)."""
+    inst = index.inst
+    mine = [key for key in index.occ if key[0] == j]
+    slots = sum(m.R[j, t] for t in range(int(inst.release_slot[j]), int(inst.deadline_slot[j])))
+    extra = sum(_occupancy(m, lk, *key) - m.y[key] for key in mine)
+    return inst.slot_h * (slots + extra + 1)
+
+
+def _add_jct(m, index: Index, lk: _Lookups, budget_h: float) -> None:
+    """jct: the jobs' completion times from release add up to at most the budget (hours)."""
+    m.jct = pyo.Constraint(expr=sum(job_jct_h(m, index, lk, j)
+                                    for j in range(index.inst.n_jobs)) <= budget_h)
+
+
+def _add_objective(m, index: Index, elastic: bool, weights: np.ndarray | None) -> None:
+    """min Σ w·g + w_mig·Σ m + completion term (+ elastic penalty); cells no job can touch add
     their idle grid energy as a constant."""
     inst = index.inst
     h = inst.slot_h
+    w = np.ones((inst.n_sites, inst.n_slots)) if weights is None else weights
     untouched = np.ones((inst.n_sites, inst.n_slots), dtype=bool)
     for key in m.SLOTS:
         untouched[key] = False
     idle = np.repeat(inst.idle_kw[:, None] * h, inst.n_slots, axis=1)
-    constant = float((physics.grid_kwh(inst, idle) * untouched).sum())
-    energy = pyo.quicksum(m.g.values()) + constant
+    constant = float((physics.grid_kwh(inst, idle) * untouched * w).sum())
+    energy = pyo.quicksum(float(w[key]) * m.g[key] for key in m.SLOTS) + constant
     late = pyo.quicksum(float(physics.completion_weight(inst, j, t)) * m.x[j, n, t]
                         for (j, n, t) in index.occ)
     expr = energy + inst.objective.migration_kwh * pyo.quicksum(m.m.values()) + late

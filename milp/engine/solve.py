@@ -53,9 +53,12 @@ class SolveOptions:
     elastic: bool = False         #: allow unfinished work (minimised first)
     max_sites: int | None = None  #: candidate sites per job (None: all)
     warm_start: bool = True
+    seed_plans: tuple[Plan, ...] = ()   #: more plans to start from (e.g. a frontier's last)
     seed: int = 0                 #: random choices of the engine
     log_path: str | None = None   #: keep HiGHS's log here
     started: float | None = None  #: time.perf_counter() the time limit counts from
+    objective: str = "grid-kwh"   #: grid-kwh or co2 (needs carbon.csv); the other breaks ties
+    max_mean_jct_h: float | None = None   #: mean job completion time bound (hours)
     #: called with a dict on each step of the solve — ``phase`` (seeds, lp, mip, search, dive,
     #: compact, done), ``elapsed_s``, ``incumbent`` (objective of the best plan so far),
     #: ``bound``, ``gap`` (relative), and for column generation ``iteration`` and ``columns``
@@ -122,16 +125,26 @@ class NoPlanFound(Exception):
         super().__init__(facts.status)
 
 
-def seeds_of(inst: Instance) -> list[tuple[str, Plan, float]]:
-    """The greedy plans that are valid and meet every deadline, least grid energy first:
-    (policy, plan, grid kWh)."""
+def seeds_of(inst: Instance, goal: physics.Goal | None = None,
+             extra: tuple[Plan, ...] = ()) -> list[tuple[str, Plan, float]]:
+    """The greedy plans (and ``extra`` plans) that are valid, meet every deadline and fit the
+    goal's bound, best first by the goal's objective: (policy, plan, grid kWh)."""
+    goal = goal or physics.Goal.of(inst)
     out = []
-    for name in SEED_POLICIES:
-        plan = POLICIES[name](inst, None)
+    for name, plan in [*((n, POLICIES[n](inst, None)) for n in SEED_POLICIES),
+                       *((p.policy, p) for p in extra)]:
         e = evaluate(inst, plan)
-        if e.valid and e.deadline_misses == 0:
-            out.append((name, plan, e.grid_energy_kwh))
-    return sorted(out, key=lambda s: s[2])
+        sol = physics.solution_from_plan(inst, plan)
+        if e.valid and e.deadline_misses == 0 and e.migrations_outside_domain == 0 and \
+                goal.allows(inst, sol):
+            out.append((goal.cost(inst, sol)[0], name, plan, e.grid_energy_kwh))
+    return [(name, plan, grid) for _, name, plan, grid in sorted(out, key=lambda s: s[0])]
+
+
+def static_mean_jct_h(inst: Instance) -> float:
+    """The mean JCT (hours) of the ``static`` plan of the instance, by the evaluator: the
+    reference of ``--max-jct-increase``."""
+    return evaluate(inst, POLICIES["static"](inst, None)).mean_jct_h
 
 
 def best_seed(inst: Instance) -> tuple[str, Plan, float] | None:
@@ -156,21 +169,24 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     opt = options or SolveOptions()
     started = opt.started if opt.started is not None else time.perf_counter()
     deadline = started + opt.time_limit_s
+    if opt.max_mean_jct_h is not None and opt.elastic:
+        raise ValueError("a mean-JCT bound needs every job to finish: not with elastic")
+    goal = physics.Goal.of(inst, opt.objective, opt.max_mean_jct_h)
     t0 = time.perf_counter()
-    seeds = seeds_of(inst) if opt.warm_start else []
+    seeds = seeds_of(inst, goal, opt.seed_plans) if opt.warm_start else []
     seed = seeds[0] if seeds else None
     seed_s = time.perf_counter() - t0
     report = _reporter(opt, started)
-    report("seeds", incumbent=physics.objective(inst, physics.solution_from_plan(
+    report("seeds", incumbent=goal.cost(inst, physics.solution_from_plan(
         inst, seed[1]))[0] if seed else None)
     engine = choose_engine(inst, opt)
     incumbent = physics.solution_from_plan(inst, seed[1]) if seed else None
     if engine == "decomposition":
         run = _solve_decomposition(inst, opt, [physics.solution_from_plan(inst, s[1])
-                                               for s in seeds], deadline, report)
+                                               for s in seeds], deadline, report, goal)
     else:
         report("compact")
-        run = _solve_compact(inst, opt, incumbent, deadline)
+        run = _solve_compact(inst, opt, incumbent, deadline, goal)
     facts = SolverFacts(
         engine=engine, status=run.status, objective=None, bound=run.bound, gap=None,
         seed_s=seed_s, build_s=run.build_s, solve_s=run.solve_s, grid_energy_kwh=None,
@@ -180,8 +196,9 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         bound_source=run.bound_source, converged=run.converged, iterations=run.iterations,
         columns=run.columns, phase_s=run.phase_s)
     unfinished = (run.unfinished or {}) if opt.elastic else {}
-    if run.solution is not None and (incumbent is None or opt.elastic or physics.objective(
-            inst, run.solution)[0] <= physics.objective(inst, incumbent)[0] + 1e-9):
+    if run.solution is not None and goal.allows(inst, run.solution) and (
+            incumbent is None or opt.elastic
+            or goal.cost(inst, run.solution)[0] <= goal.cost(inst, incumbent)[0] + 1e-9):
         incumbent = run.solution                # never worse than the seed
     else:
         unfinished = {}
@@ -189,7 +206,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         raise NoPlanFound(facts)
     if run.solution is None and facts.status not in ("time_limit", "stopped", "too_large"):
         facts.status = "seed_kept"    # the solver failed (e.g. numerics) beside a valid seed
-    facts.objective, facts.grid_energy_kwh = physics.objective(inst, incumbent, unfinished)
+    facts.objective, facts.grid_energy_kwh = goal.cost(inst, incumbent, unfinished)
     if run.bound is not None:
         facts.gap = gap_between(facts.objective, run.bound)
         if facts.status in ("time_limit", "stopped") and gap_reached(facts.objective,
@@ -252,10 +269,10 @@ class _Result:
 
 
 def _solve_decomposition(inst: Instance, opt: SolveOptions, seeds: list[Solution],
-                         deadline: float, report) -> _Result:
+                         deadline: float, report, goal: physics.Goal) -> _Result:
     from milp.engine import decomposition
 
-    res = decomposition.solve(inst, opt, seeds, deadline, report)
+    res = decomposition.solve(inst, opt, seeds, deadline, report, goal)
     f = res.facts
     out = _Result(solution=res.solution, bound=f.bound, build_s=f.setup_s,
                   solve_s=f.lp_s + f.pricing_s + f.mip_s + f.dive_s + f.search_s,
@@ -274,7 +291,7 @@ def _solve_decomposition(inst: Instance, opt: SolveOptions, seeds: list[Solution
 
 
 def _solve_compact(inst: Instance, opt: SolveOptions, incumbent: Solution | None,
-                   deadline: float) -> _Result:
+                   deadline: float, goal: physics.Goal | None = None) -> _Result:
     """Build the whole model, warm-start it from the incumbent, cap its grid energy at the
     incumbent's, and solve it until the deadline."""
     started = time.perf_counter()
@@ -284,11 +301,14 @@ def _solve_compact(inst: Instance, opt: SolveOptions, incumbent: Solution | None
         return _Result(status="too_large")     # a reference for small instances only
     must = {j: {b for (jj, _, b, _) in incumbent.moves if jj == j}
             for j in range(inst.n_jobs)} if incumbent else {}
+    goal = goal or physics.Goal.of(inst)
     index = build_index(inst, max_sites=opt.max_sites, must_include=must)
-    model = build_model(index, elastic=opt.elastic)
+    model = build_model(index, elastic=opt.elastic, weights=goal.weights,
+                        jct_budget_h=goal.jct_budget_h)
     if incumbent is not None:
-        cap = physics.objective(inst, incumbent)[1]
-        model.incumbent_cap = pyo.Constraint(expr=model.grid_energy <= cap + 1e-7)
+        cap = goal.cost(inst, incumbent)[0]      # the objective never above the incumbent's
+        model.incumbent_cap = pyo.Constraint(
+            expr=model.objective.expr <= cap + 1e-7 * max(1.0, abs(cap)))
         warm_start(model, index, incumbent)
     solver = highs(opt)
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,18 +71,21 @@ class Result:
     infeasible_jobs: list[int] = field(default_factory=list)
 
 
-def solve(inst: Instance, opt, seeds: list[Solution], deadline: float, report=None) -> Result:
+def solve(inst: Instance, opt, seeds: list[Solution], deadline: float, report=None,
+          goal: physics.Goal | None = None) -> Result:
     """Plan ``inst`` by column generation until ``deadline`` (see the module docstring).
     ``opt`` is a :class:`~milp.engine.solve.SolveOptions`; ``report(phase, **facts)`` hears of
     every step (progress)."""
     facts = Facts()
     t0 = time.perf_counter()
+    goal = goal or physics.Goal.of(inst)
     spaces = [job_space(inst, j) for j in range(inst.n_jobs)]
-    master = Master(inst, elastic=opt.elastic, threads=opt.threads, seed=opt.seed)
+    master = Master(inst, elastic=opt.elastic, threads=opt.threads, seed=opt.seed,
+                    weights=goal.weights, jct_budget_h=goal.jct_budget_h)
     start = _seed_pool(inst, master, seeds, opt.elastic)
     facts.setup_s = time.perf_counter() - t0
-    run = _Run(inst, opt, master, spaces, facts, t0, report)
-    run.best = _best_of_seeds(inst, seeds, opt.elastic)
+    run = _Run(inst, opt, master, spaces, facts, t0, report, goal)
+    run.best = _best_of_seeds(inst, seeds, goal)
 
     # ---- column generation at the root: the bound -------------------------------------------
     root_until = t0 + opt.cg_share * max(0.0, deadline - t0)
@@ -119,9 +122,10 @@ class _Run:
     """One solve's state: the master, the pool, the best plan and the facts."""
 
     def __init__(self, inst: Instance, opt, master: Master, spaces, facts: Facts, t0: float,
-                 report=None):
+                 report=None, goal: physics.Goal | None = None):
         self.inst, self.opt, self.master, self.spaces = inst, opt, master, spaces
         self.facts, self.t0 = facts, t0
+        self.goal = goal or physics.Goal.of(inst)
         self.report = report or (lambda phase, **kw: None)
         self.best = None
         self.infeasible: list[int] = []
@@ -144,7 +148,9 @@ class _Run:
         if chosen is None or len(chosen) < self.inst.n_jobs:
             return False
         sol, unfinished = _solution_of(chosen)
-        obj = physics.objective(self.inst, sol, unfinished)[0]
+        if not self.goal.allows(self.inst, sol):
+            return False
+        obj = self.goal.cost(self.inst, sol, unfinished)[0]
         self.note(**{source: obj})
         if self.best is None or obj < self.best[1] - 1e-9:
             self.best = (sol, obj, unfinished)
@@ -367,7 +373,7 @@ class _Run:
             return False
         tic = time.perf_counter()
         inst, opt = self.inst, self.opt
-        load = Load(inst, columns_of_solution(inst, self.best[0], self.best[2]))
+        load = Load(inst, columns_of_solution(inst, self.best[0], self.best[2]), self.goal)
         found = []
         tries = 0
         while time.perf_counter() < until and (opt.max_sweeps is None
@@ -420,13 +426,14 @@ def _meets_deadline(inst: Instance, col: Column) -> bool:
         last < inst.deadline_slot[col.job]
 
 
-def _best_of_seeds(inst: Instance, seeds: list[Solution], elastic: bool):
-    """(solution, objective, unfinished) of the best seed that every job's deadline is met in."""
+def _best_of_seeds(inst: Instance, seeds: list[Solution], goal: physics.Goal):
+    """(solution, objective, unfinished) of the best seed that meets every job's deadline and
+    the goal's bound."""
     best = None
     for sol in seeds:
         cols = columns_of_solution(inst, sol)
-        if all(_meets_deadline(inst, c) for c in cols.values()):
-            obj = physics.objective(inst, sol)[0]
+        if all(_meets_deadline(inst, c) for c in cols.values()) and goal.allows(inst, sol):
+            obj = goal.cost(inst, sol)[0]
             if best is None or obj < best[1]:
                 best = (sol, obj, {})
     return best

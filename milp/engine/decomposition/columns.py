@@ -29,6 +29,7 @@ class Column:
     moves: tuple[tuple[int, int, int], ...]           #: (src, dst, slot)
     cost: float                                       #: the job's own objective terms (kWh)
     unfinished_h: float = 0.0
+    jct_h: float = 0.0                                #: completion from release (hours)
     gpu: list[tuple[int, int]] = field(default_factory=list)          #: (site, slot) held
     full: list[tuple[int, int]] = field(default_factory=list)         #: ... and filled
     energy: dict[tuple[int, int], float] = field(default_factory=dict)  #: (site, slot) kWh
@@ -72,6 +73,7 @@ def column_of(inst: Instance, j: int, x: dict[tuple[int, int], float],
                                                                              inst.slot_s))]
         else:
             col.link_s[a, b, t] = col.link_s.get((a, b, t), 0.0) + transfer
+    col.jct_h = float(physics.jct_h(inst, sol)[j])
     late = sum(float(physics.completion_weight(inst, j, t)) * v for (n, t), v in col.x.items())
     weight = physics.unfinished_weight(inst)[j] if unfinished_h > 0 else 0.0
     col.cost = inst.objective.migration_kwh * len(col.moves) + late + weight * unfinished_h

@@ -8,11 +8,13 @@ Rows (Δ, h, notation of :mod:`milp.physics` and :mod:`milp.engine.compact`)
     wan[n,t]       Σ_{links at n} r_ab·u[a,b,t] ≤ WAN_n          site WAN (lazy, capped sites)
     use[j,a,b,t]   u[a,b,t] − Σ_{p ∈ P_j} use_p(a,b,t)·λ_p ≥ 0    a link is in use (lazy)
     round[n,t]     g[n,t] − f_nt·Σ_p full_p[n,t]·λ_p ≥ −f_nt·q_nt  rounding cut (separated)
+    jct            Σ_p JCT_p·λ_p ≤ J·H                              mean JCT bound (if any)
 The rounding cut: the jobs that fill slot t at n are a whole number F, each drawing at least
 c = min kW·h, so g ≥ max(0, c·F − r) with r = R·h − idle·h ≥ 0; for integer F its convex hull is
 g ≥ f·(F − q), q = ⌊r/c⌋, f = c·(q+1) − r (the line through (q, 0) and (q+1, c·(q+1) − r)).
-Columns: λ_p ∈ [0, 1] (binary in the integer phase), cost the job's own terms; g[n,t] ≥ 0; u ∈
-[0, 1]; one artificial column per job (conv only, cost :data:`ARTIFICIAL_KWH`) unless elastic.
+Columns: λ_p ∈ [0, 1] (binary in the integer phase), cost the job's own terms; g[n,t] ≥ 0 with
+cost w_nt (the grid weights: 1 per kWh, or kg CO₂ per kWh); u ∈ [0, 1]; one artificial column
+per job (conv only, cost :data:`ARTIFICIAL_KWH`) unless elastic.
 Rows are the compact model's, so a schedule of chosen columns is a point of it.
 """
 
@@ -43,6 +45,7 @@ class Duals:
     use: dict[int, dict[tuple[int, int, int], float]]   #: j -> (a, b, t) -> dual ≥ 0
     wan: dict[tuple[int, int], float]                    #: (n, t) -> dual ≤ 0
     full: np.ndarray | None = None                       #: [n, t] f × rounding-cut dual ≥ 0
+    jct: float = 0.0                                     #: mean-JCT row dual ≤ 0
 
     def mix(self, other: "Duals", weight: float) -> "Duals":
         """weight × self + (1 − weight) × other (dual smoothing)."""
@@ -54,16 +57,18 @@ class Duals:
                      w * self.grid + (1 - w) * other.grid, w * self.link + (1 - w) * other.link,
                      {j: both(self.use.get(j, {}), other.use.get(j, {}))
                       for j in set(self.use) | set(other.use)}, both(self.wan, other.wan),
-                     w * self.full + (1 - w) * other.full)
+                     w * self.full + (1 - w) * other.full, w * self.jct + (1 - w) * other.jct)
 
 
 class Master:
     """The restricted master LP/MIP over the columns added so far."""
 
     def __init__(self, inst: Instance, *, elastic: bool, threads: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, weights: np.ndarray | None = None,
+                 jct_budget_h: float | None = None) -> None:
         self.inst = inst
         self.elastic = elastic
+        self.weights = np.ones((inst.n_sites, inst.n_slots)) if weights is None else weights
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("random_seed", int(seed))
@@ -88,9 +93,9 @@ class Master:
         self.n_rows = len(lower)
         # columns: g[n,t] (cost 1) in grid rows; artificial columns per job
         grid_rows = J + self.NT + np.arange(self.NT)
-        h.addCols(self.NT, np.ones(self.NT), np.zeros(self.NT), np.full(self.NT, INF), self.NT,
-                  np.arange(self.NT, dtype=np.int32), grid_rows.astype(np.int32),
-                  np.ones(self.NT))
+        h.addCols(self.NT, self.weights.ravel().astype(float), np.zeros(self.NT),
+                  np.full(self.NT, INF), self.NT, np.arange(self.NT, dtype=np.int32),
+                  grid_rows.astype(np.int32), np.ones(self.NT))
         self.n_cols = self.NT
         self.artificial: list[int] = []
         if not elastic:
@@ -98,6 +103,8 @@ class Master:
                       np.arange(J, dtype=np.int32), np.arange(J, dtype=np.int32), np.ones(J))
             self.artificial = list(range(self.n_cols, self.n_cols + J))
             self.n_cols += J
+        self.jct_row = None if jct_budget_h is None else self._row(-INF, float(jct_budget_h))
+        self.jct_budget_h = jct_budget_h
         self.link_row: dict[tuple[int, int, int], int] = {}
         self.wan_row: dict[tuple[int, int], int] = {}
         self.use_row: dict[tuple[int, int, int, int], int] = {}
@@ -186,6 +193,8 @@ class Master:
                 if key[2] < T and (key[0] in self.binding_sites or key[1] in self.binding_sites):
                     row = self._use(col.job, key)
                     coef[row] = coef.get(row, 0.0) - 1.0
+            if self.jct_row is not None:
+                coef[self.jct_row] = col.jct_h
             for cell in col.full:
                 self.full_cols.setdefault(cell, []).append(len(self.columns))
                 if cell in self.cut_row:
@@ -294,9 +303,11 @@ class Master:
         for cell, row in self.cut_row.items():
             full[cell] = max(0.0, float(y[row])) * self.cut_f[cell]
         return Duals(conv=y[:J].copy(), gpu=y[J:J + self.NT].reshape(N, T).copy(),
-                     grid=np.clip(y[J + self.NT:J + 2 * self.NT].reshape(N, T), 0.0, 1.0),
+                     grid=np.clip(y[J + self.NT:J + 2 * self.NT].reshape(N, T), 0.0,
+                                  self.weights),
                      link=link, use=use,
-                     wan={key: float(y[row]) for key, row in self.wan_row.items()}, full=full)
+                     wan={key: float(y[row]) for key, row in self.wan_row.items()}, full=full,
+                     jct=min(0.0, float(y[self.jct_row])) if self.jct_row is not None else 0.0)
 
     def reduced_cost(self, col: Column, d: Duals) -> float:
         """The column's reduced cost at duals ``d``, from its coefficients in the rows (as
@@ -311,6 +322,7 @@ class Master:
         use = d.use.get(col.job, {})
         rc += sum(use.get(key, 0.0) for key in col.links_in_use())
         rc += sum(d.full[cell] for cell in col.full) if d.full is not None else 0.0
+        rc -= d.jct * col.jct_h if self.jct_row is not None else 0.0
         return float(rc)
 
     def rhs_value(self, d: Duals) -> float:
@@ -323,6 +335,8 @@ class Master:
         value += float(sum(d.link[key] for key in self.link_row))
         value += float(sum(inst.wan_gbps[n] * v for (n, _), v in d.wan.items()))
         value -= float(sum(d.full[cell] * self.cut_q[cell] for cell in self.cut_row))
+        if self.jct_row is not None:
+            value += self.jct_budget_h * d.jct
         for (a, b, t) in self.u_col:                      # u ∈ [0, 1], cost 0
             reduced = -sum(self.rate[a, b] * d.wan.get((n, t), 0.0) for n in {a, b}
                            if n in self.binding_sites)

@@ -6,7 +6,8 @@ dual × f); each kWh drawn at (n, t) costs ``grid[n,t]``; a
 move costs the move weight, its transfer energy at the source's prices, its share of the link
 rows (``−link[a,b,t]·T/cap`` for a queued move, ``−link`` per slot held for a long one) and the
 job's ``use`` rows of the links it takes; progress costs the completion term; work left undone
-(elastic) costs its weight. :func:`milp.jobpath.best_path` finds the cheapest schedule exactly
+(elastic) costs its weight; with a mean-JCT bound, each hour of the job's completion time costs
+``−jct`` (the bound's dual). :func:`milp.jobpath.best_path` finds the cheapest schedule exactly
 under the slot rules; its cost minus ``conv[j]`` is the job's least reduced cost.
 """
 
@@ -45,7 +46,8 @@ def job_problem(inst: Instance, sp: JobSpace, d: Duals, elastic: bool) -> JobPro
         move=move, rho=sp.rho, window=sp.window, started=bool(inst.from_checkpoint[j]),
         max_restarts=cap, min_run_slots=physics.min_run_slots(inst)[0],
         max_restores=(cap if cap is not None else 2) + EXTRA_RESTORES + 1,
-        unfinished=float(physics.unfinished_weight(inst)[j] * inst.slot_h) if elastic else None)
+        unfinished=float(physics.unfinished_weight(inst)[j] * inst.slot_h) if elastic else None,
+        completion=-d.jct * inst.slot_h)
 
 
 def move_costs(inst: Instance, sp: JobSpace, grid: np.ndarray, link: np.ndarray, use: dict,

@@ -11,6 +11,7 @@ plan worse; every schedule it finds is also a column for the pool.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -26,8 +27,11 @@ class Load:
     energy [n, t] kWh with idle, GPUs [n, t], short-move link seconds and long-move holds per
     (a, b, t), and the WAN rate of the links in use per [n, t]."""
 
-    def __init__(self, inst: Instance, columns: dict[int, Column]) -> None:
+    def __init__(self, inst: Instance, columns: dict[int, Column],
+                 goal: physics.Goal | None = None) -> None:
         self.inst = inst
+        self.goal = goal or physics.Goal.of(inst)
+        self.jct = 0.0                                        #: Σ completion times (hours)
         self.energy = np.repeat(inst.idle_kw[:, None] * inst.slot_h, inst.n_slots, axis=1)
         self.gpus = np.zeros((inst.n_sites, inst.n_slots))
         self.queue: dict[tuple[int, int, int], float] = {}
@@ -41,6 +45,7 @@ class Load:
 
     def _apply(self, col: Column, sign: int) -> None:
         T = self.inst.n_slots
+        self.jct += sign * col.jct_h
         for (n, t) in col.gpu:
             self.gpus[n, t] += sign
         for (n, t), e in col.energy.items():
@@ -63,17 +68,20 @@ class Load:
         self._apply(col, +1)
 
     def grid(self) -> float:
-        return float(physics.grid_kwh(self.inst, self.energy).sum())
+        """The objective's grid part: grid energy weighted by the goal (kWh or kg CO₂)."""
+        return float((physics.grid_kwh(self.inst, self.energy) * self.goal.weights).sum())
 
     def marginal(self, j: int) -> float:
-        """Job j's part of the objective: its own terms and the grid energy it adds."""
+        """Job j's part of the objective: its own terms and the (weighted) grid energy it
+        adds."""
         col = self.columns[j]
         h = self.inst.slot_h
+        w = self.goal.weights
         extra = 0.0
         for (n, t), e in col.energy.items():
             room = self.inst.renewable_kw[n, t] * h
             total = self.energy[n, t]
-            extra += max(0.0, total - room) - max(0.0, total - e - room)
+            extra += w[n, t] * (max(0.0, total - room) - max(0.0, total - e - room))
         return extra + col.cost
 
 
@@ -133,19 +141,21 @@ def _problem(inst: Instance, sp: JobSpace, load: Load, elastic: bool) -> JobProb
                 cost = inst.objective.migration_kwh
                 for k, e in enumerate(energy):
                     if t + k < inst.n_slots:
-                        cost += max(0.0, e - free_all[sa, t + k])
+                        cost += load.goal.weights[sa, t + k] * max(0.0, e - free_all[sa, t + k])
                 move[a, b, i] = cost
     cap_r = inst.execution.max_restarts
     from milp.engine.decomposition.pricing import EXTRA_RESTORES
     return JobProblem(
         sites=sites, origin_k=sp.origin_k, release=sp.release, deadline=sp.deadline,
         work=float(inst.work_h[j] / h), sigma=physics.restore_share(inst), hold=hold,
-        occupy=np.ones((len(sites), len(ts))), kwh=sp.kw * h,
+        occupy=load.goal.weights[np.ix_(sites, ts)], kwh=sp.kw * h,
         free=free_all[np.ix_(sites, ts)], progress=physics.completion_weight(inst, j, ts),
         move=move, rho=sp.rho, window=sp.window, started=bool(inst.from_checkpoint[j]),
         max_restarts=cap_r, min_run_slots=physics.min_run_slots(inst)[0],
         max_restores=(cap_r if cap_r is not None else 2) + EXTRA_RESTORES + 1,
-        unfinished=float(physics.unfinished_weight(inst)[j] * h) if elastic else None)
+        unfinished=float(physics.unfinished_weight(inst)[j] * h) if elastic else None,
+        finish_by=math.inf if load.goal.jct_budget_h is None
+        else max(0.0, (load.goal.jct_budget_h - load.jct) / h))
 
 
 def _link_room(inst: Instance, load: Load, sp: JobSpace, a: int, b: int, sa: int, sb: int,

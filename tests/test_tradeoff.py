@@ -1,0 +1,98 @@
+"""The trade-off: a mean-JCT bound (ε-constraint) in both engines, carbon accounting and the
+CO₂ objective, on days whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from milp.engine.solve import SolveOptions, plan_milp
+from milp.evaluate import evaluate
+from milp.instance import load_instance
+from tests.conftest import write_instance
+
+H = 3600.0
+ENGINES = [dict(engine="compact", gap=0, abs_gap=0),
+           dict(engine="decomposition", gap=0, abs_gap=0, max_rounds=60, node_limit=500,
+                search_moves=20, max_dives=1)]
+
+
+def dark_then_sun(tmp):
+    """One site, 1 GPU: dark for 4 h, then 3 kW of sun for 2 h; a 1 h job released at 0, due
+    at the end (24 slots of 15 min)."""
+    return load_instance(write_instance(
+        tmp, sites={"home": 1}, renewable={"home": [0] * 16 + [3] * 8},
+        jobs=[{"job": "j", "origin": "home", "release_h": 0, "work_h": 1, "checkpoint_gb": 5}]))
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=["compact", "decomposition"])
+@pytest.mark.parametrize("bound_h, grid_kwh", [(None, 0.0), (5.0, 0.0), (4.75, 0.1875),
+                                                (4.5, 0.375), (4.0, 0.75), (1.0, 0.75)])
+def test_the_frontier_of_one_job_by_hand(tmp_path, engine, bound_h, grid_kwh):
+    """Finishing by H means running [H − 1 h, H) (runs start on the 15-minute grid): the part
+    before 4 h is in the dark, 0.75 kWh per hour of it — the frontier is 0.75·(5 − H) from 4 h to
+    5 h, flat at 0.75 kWh below and at 0 above."""
+    inst = dark_then_sun(tmp_path)
+    plan, facts = plan_milp(inst, SolveOptions(time_limit_s=600, threads=1,
+                                               max_mean_jct_h=bound_h, **engine))
+    e = evaluate(inst, plan)
+    assert e.valid and e.grid_energy_kwh == pytest.approx(grid_kwh, abs=1e-9)
+    if bound_h is not None:
+        assert e.mean_jct_h <= bound_h + 1e-9            # the ε-constraint holds
+
+
+def test_an_unreachable_bound_gives_no_plan(tmp_path):
+    from milp.engine.solve import NoPlanFound
+    inst = dark_then_sun(tmp_path)
+    with pytest.raises(NoPlanFound):                     # 1 h of work cannot end in 0.5 h
+        plan_milp(inst, SolveOptions(time_limit_s=600, max_mean_jct_h=0.5, engine="compact"))
+
+
+def carbon_day(tmp, carbon_rows):
+    """One dark site, 1 GPU, a 1 h job released at 0 with the day to itself (16 slots), and a
+    grid whose carbon intensity is ``carbon_rows`` (g/kWh per slot)."""
+    d = write_instance(tmp, sites={"a": 1}, renewable={"a": [0] * 16},
+                       jobs=[{"job": "j", "origin": "a", "release_h": 0, "work_h": 1,
+                              "checkpoint_gb": 5}])
+    times = (d / "renewable.csv").read_text().splitlines()[1:]
+    (d / "carbon.csv").write_text("time,a\n" + "".join(
+        f"{line.split(',')[0]},{g}\n" for line, g in zip(times, carbon_rows)))
+    return load_instance(d)
+
+
+def test_carbon_accounting_by_hand(tmp_path):
+    """Two sites: a's grid at 100 g/kWh, b's at 500; one 1 h job on each, both dark: 0.75 kWh
+    each, 0.075 + 0.375 = 0.45 kg of CO₂."""
+    d = write_instance(tmp_path, sites={"a": 1, "b": 1},
+                       renewable={"a": [0] * 8, "b": [0] * 8},
+                       jobs=[{"job": "ja", "origin": "a", "release_h": 0, "work_h": 1,
+                              "checkpoint_gb": 5},
+                             {"job": "jb", "origin": "b", "release_h": 0, "work_h": 1,
+                              "checkpoint_gb": 5}])
+    times = [line.split(",")[0] for line in (d / "renewable.csv").read_text().splitlines()[1:]]
+    (d / "carbon.csv").write_text("time,a,b\n" + "".join(f"{t},100,500\n" for t in times))
+    inst = load_instance(d)
+    from milp.policies import POLICIES
+    e = evaluate(inst, POLICIES["static"](inst, None))
+    assert e.grid_energy_kwh == pytest.approx(1.5)
+    assert e.grid_co2_kg == pytest.approx(0.45)
+    no_carbon = load_instance(write_instance(tmp_path / "x", sites={"a": 1},
+                                             renewable={"a": [0] * 4}, jobs=[]
+                                             or [{"job": "j", "origin": "a", "release_h": 0,
+                                                  "work_h": 0.5, "checkpoint_gb": 1}]))
+    assert evaluate(no_carbon, POLICIES["static"](no_carbon, None)).grid_co2_kg is None
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=["compact", "decomposition"])
+def test_the_co2_objective_runs_when_the_grid_is_cleanest(tmp_path, engine):
+    """The grid is at 500 g/kWh for 2 h, then 100: minimising grid energy (the same whenever
+    the job runs) runs it at once (completion tie-breaker): 0.375 kg; minimising CO₂ runs it in
+    the clean hours: 0.075 kg, the same 0.75 kWh."""
+    inst = carbon_day(tmp_path, [500] * 8 + [100] * 8)
+    by_kwh, _ = plan_milp(inst, SolveOptions(time_limit_s=600, threads=1, **engine))
+    by_co2, _ = plan_milp(inst, SolveOptions(time_limit_s=600, threads=1, objective="co2",
+                                             **engine))
+    kwh, co2 = evaluate(inst, by_kwh), evaluate(inst, by_co2)
+    assert kwh.grid_energy_kwh == pytest.approx(0.75) == co2.grid_energy_kwh
+    assert kwh.grid_co2_kg == pytest.approx(0.375)
+    assert co2.grid_co2_kg == pytest.approx(0.075)
+    assert co2.grid_co2_kg <= kwh.grid_co2_kg + 1e-12
