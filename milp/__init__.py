@@ -20,14 +20,15 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# The submodule milp.plan is loaded first: the function plan() below then takes its name on
-# the package (``from milp.plan import Plan`` keeps working: it reads sys.modules).
-from milp import plan as _plan_module  # noqa: F401
+# The submodules milp.plan and milp.evaluate are loaded first: the functions plan() and
+# evaluate() below then take their names on the package (``from milp.plan import Plan``
+# keeps working: it reads sys.modules).
+from milp import evaluate as _evaluate_module, plan as _plan_module  # noqa: F401
 
 if TYPE_CHECKING:
     from milp.engine.solve import SolveOptions, SolverFacts
     from milp.errors import InputError
-    from milp.evaluate import METRICS, Evaluation, evaluate
+    from milp.evaluate import METRICS, Evaluation
     from milp.instance import Instance, describe, load_instance
     from milp.plan import JobPlan, Migration, Plan, Run
     from milp.policies import POLICIES
@@ -41,7 +42,7 @@ __version__ = "0.2.0"
 _LAZY = {
     "Instance": "milp.instance", "load_instance": "milp.instance", "describe": "milp.instance",
     "Plan": "milp.plan", "JobPlan": "milp.plan", "Run": "milp.plan",
-    "Migration": "milp.plan", "Evaluation": "milp.evaluate", "evaluate": "milp.evaluate",
+    "Migration": "milp.plan", "Evaluation": "milp.evaluate",
     "METRICS": "milp.evaluate", "POLICIES": "milp.policies", "InputError": "milp.errors",
     "Outcome": "milp.run", "NoPlan": "milp.run", "DEFAULTS": "milp.run",
     "DEFAULT_POLICY": "milp.run", "ENGINES": "milp.run", "provenance": "milp.run",
@@ -49,7 +50,7 @@ _LAZY = {
     "SolverFacts": "milp.engine.solve", "timeseries_frame": "milp.timeseries",
 }
 
-__all__ = ["plan", *_LAZY]
+__all__ = ["plan", "evaluate", *_LAZY]
 
 
 def plan(inst: "Instance", policy: str | None = None, **options: Any) -> "Outcome":
@@ -63,6 +64,15 @@ def plan(inst: "Instance", policy: str | None = None, **options: Any) -> "Outcom
     from milp.run import DEFAULT_POLICY, plan as run_plan
 
     return run_plan(inst, policy if policy is not None else DEFAULT_POLICY, **options)
+
+
+def evaluate(inst: "Instance", plan: "Plan", source: str = "plan") -> "Evaluation":
+    """Score ``plan`` on ``inst`` with the one evaluator (:func:`milp.evaluate.evaluate`),
+    after checking that the plan is for this instance (name, start, slot length; an
+    :class:`InputError` naming ``source`` otherwise)."""
+    from milp.run import evaluate as run_evaluate
+
+    return run_evaluate(inst, plan, source)
 
 
 def __getattr__(name: str) -> Any:

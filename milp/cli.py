@@ -173,7 +173,8 @@ def _console(verbose: bool = False, quiet: bool = False, label: str = "") -> Ite
     LOG.propagate = False
     LOG.addHandler(handler)
     try:
-        yield None if quiet else line
+        with _solver_chatter(stream if verbose else None):
+            yield None if quiet else line
     finally:
         line.close()
         LOG.removeHandler(handler)
@@ -181,6 +182,30 @@ def _console(verbose: bool = False, quiet: bool = False, label: str = "") -> Ite
         LOG.propagate = propagate
         if own:
             stream.close()
+
+
+@contextmanager
+def _solver_chatter(stream) -> Iterator[None]:
+    """stdout is for results: while the block runs, what the solvers print on file descriptor
+    1 (HiGHS's banner when highspy makes a model) goes to ``stream`` (``--verbose``) or
+    nowhere. Only when descriptor 1 is this process's stdout (not in a test's StringIO)."""
+    try:
+        sys.stdout.flush()
+        if sys.stdout.fileno() != 1:
+            raise ValueError("stdout is not descriptor 1")
+        target = stream.fileno() if stream is not None else os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    saved = os.dup(1)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        if stream is None:
+            os.close(target)
 
 
 # ---- the MILP's options: one set, one set of defaults (milp.run.DEFAULTS) -------------------

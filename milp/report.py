@@ -114,6 +114,8 @@ class Report:
 def signed(x: float, digits: int = 3, unit: str = "") -> str:
     """``+2.9 h``, ``−67 %`` (a true minus sign), ``±0``; ``unit`` after a space."""
     text = f"{abs(x):.{digits}g}"
+    if "e" in text:                                  # 2e+02 -> 200
+        text = f"{abs(x):.0f}"
     sign = "±" if float(text) == 0 else "+" if x > 0 else MINUS
     return f"{sign}{text}" + (f" {unit}" if unit else "")
 
@@ -361,7 +363,7 @@ _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}"
         "table{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}"
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
         "th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}"
-        "img{max-width:100%}.headline{font-size:1.15em;margin:0.2em 0}"
+        "td:first-child{white-space:nowrap}img{max-width:100%}.headline{font-size:1.15em;margin:0.2em 0}"
         ".note{color:#555;font-size:0.9em}h3{margin-bottom:0.2em}")
 
 
@@ -402,8 +404,9 @@ def _summary_html(report: Report) -> str:
         for col in df.columns:
             value, base = df.loc[key, col], df.loc[key, ref_col]
             text = _number(value)
-            if col != ref_col and not isinstance(value, (bool, np.bool_)) and key != "valid":
-                delta = float(value) - float(base)
+            delta = 0.0 if isinstance(value, (bool, np.bool_)) or key == "valid" else \
+                float(value) - float(base)
+            if col != ref_col and delta != 0:
                 pct = change_pct(float(value), float(base))
                 text += f" ({signed(delta, 3)}" + (f", {signed(pct, 2)} %" if pct is not None
                                                     else "") + ")"

@@ -188,7 +188,7 @@ def test_a_plan_of_another_instance_is_refused_by_name_start_or_slot(inst, chang
         check_matches(plan, inst, "p.json")
     assert str(caught.value).startswith(f"p.json, field '{field}': ")
     with pytest.raises(InputError):
-        milp.run.evaluate(inst, plan)
+        milp.evaluate(inst, plan)
     same = dataclasses.replace(plan, instance=inst.name, start="2024-06-01T07:00:00+00:00",
                                slot_minutes=15)
     check_matches(same, inst)                         # the same instant, another offset
@@ -217,6 +217,10 @@ def test_public_names_and_typed_marker():
     for name in milp.__all__:
         assert getattr(milp, name) is not None, name
     assert callable(milp.plan) and milp.plan.__module__ == "milp"
+    assert callable(milp.evaluate) and milp.evaluate.__module__ == "milp"
+    import importlib
+    assert importlib.import_module("milp.evaluate").evaluate is not milp.evaluate
+    assert callable(milp.evaluate)                             # still the function
     from milp.plan import Plan as P                            # the submodule is still there
     assert P is milp.Plan and sys.modules["milp.plan"].Plan is P
     assert (Path(milp.__file__).parent / "py.typed").is_file()

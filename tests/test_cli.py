@@ -340,3 +340,14 @@ def test_interchange_files_carry_no_float_noise(tmp_path):
     from milp.plan import schedule_frame
     sched = schedule_frame(Plan.load(path), load_instance(TINY))
     assert set(sched.run_s.round(3)) == set(sched.run_s)
+
+
+def test_json_stdout_stays_json_when_the_solver_talks(tmp_path):
+    """highspy prints HiGHS's banner on descriptor 1 when the decomposition makes a model: it
+    used to land in stdout, before the results."""
+    r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()", "plan",
+                        str(TINY), "--engine", "decomposition", "--time-limit", "10", "--out",
+                        str(tmp_path / "o"), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["solver"]["engine"] == "decomposition"
+    assert "Running HiGHS" not in r.stdout + r.stderr            # only with --verbose
