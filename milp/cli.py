@@ -722,8 +722,8 @@ def replay(
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.plan import Plan
-    from milp.replay import Faults, job_table, replay as run_replay
-    from milp.run import command_line, evaluate as score, provenance
+    from milp.replay import Faults
+    from milp.run import command_line, replay as run_replay
 
     started = time.perf_counter()
     _check_out_dir(out, files=("plan.json", "jobs.csv", "summary.json", "state.json"))
@@ -733,28 +733,16 @@ def replay(
     _check_policy(replan, "--replan")
     if replan_every is not None and replan is None:
         raise InputError("--replan-every", "needs --replan POLICY (which policy re-plans)")
-    planned = score(inst, p, str(plan))
-    if not planned.valid:
-        raise InputError(str(plan), f"is not a valid plan of {inst.name} "
-                         f"({len(planned.violations)} violations, first: "
-                         f"{planned.violations[0]}); check it with milp evaluate")
     outages = tuple(_outage(inst, text) for text in outage or ())
     faults = Faults(bandwidth_factor, renewable_noise, seed, outages, checkpoint_minutes * 60)
     with _console(verbose, quiet) as progress:
-        result = run_replay(inst, p, faults, replan,
-                            replan_every * 3600 if replan_every else None,
-                            options if replan == "milp" else {}, planned, progress)
-    jobs = job_table(inst, result)
-    summary = {"instance": inst.name, "plan": str(plan), "policy": p.policy,
-               "faults": {"bandwidth_factor": bandwidth_factor,
-                          "renewable_noise": renewable_noise, "seed": seed,
-                          "outages": list(outage or ()),
-                          "checkpoint_minutes": checkpoint_minutes},
-               "replan": replan, "events": [{"time": inst.time_of(e["time_s"]).isoformat(),
-                                             "event": e["event"]} for e in result.events],
-               "planned": result.planned.metrics(), "actual": result.actual.metrics(),
-               "options": options if replan == "milp" else {},
-               "provenance": provenance(started, command=command_line())}
+        replayed = run_replay(inst, p, faults, replan,
+                              replan_every * 3600 if replan_every else None, source=str(plan),
+                              progress=progress, started=started,
+                              **(options if replan == "milp" else {}))
+    result, jobs = replayed.result, replayed.jobs
+    summary = replayed.summary()
+    summary["provenance"]["command"] = command_line()
     with staged_dir(out, replaces=("state.json",), kept=_warn_kept) as stage:
         result.executed.save(stage / "plan.json")
         write_atomic(stage / "jobs.csv", jobs.to_csv(index=False))
@@ -829,32 +817,26 @@ def replan_cmd(
 
     plan.json is on the instance's clock (steps from the next slot boundary after --at on);
     summary.json scores it, with the evaluator, on the remaining problem."""
-    from milp.evaluate import evaluate as run_evaluator
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
-    from milp.run import command_line, provenance
-    from milp.state import load_state, replan
+    from milp.run import command_line, replan as run_replan
+    from milp.state import load_state
 
     started = time.perf_counter()
     _check_out_dir(out, files=("plan.json", "summary.json"))
     _check_policy(policy, "--policy")
-    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, elastic=True)
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed)
     inst = load_instance(directory)
     st = load_state(inst, state, at)
     with _console(verbose, quiet) as progress:
-        plan, rest, local = replan(inst, st, policy, options if policy == "milp" else {},
-                                   progress)
-    result = run_evaluator(rest.inst, local)
-    late = [{"job": inst.jobs[j], "site": inst.sites[s.site],
-             "work_left_h": round(s.work_left_h, 9),
-             "ready": inst.time_of(s.ready_s).isoformat(timespec="milliseconds")}
-            for j, s in sorted(rest.late.items())]
-    summary = {"instance": inst.name, "policy": policy, "from": rest.inst.start.isoformat(),
-               "jobs_left": rest.inst.n_jobs, "ready_after_last_slot": late,
-               **result.metrics(), "options": options if policy == "milp" else {},
-               "provenance": provenance(started, command=command_line())}
+        replanned = run_replan(inst, st, policy, progress=progress, started=started,
+                               **(options if policy == "milp" else {}))
+    result, rest = replanned.evaluation, replanned.rest
+    summary = replanned.summary()
+    summary["provenance"]["command"] = command_line()
+    late = summary["ready_after_last_slot"]
     with staged_dir(out, kept=_warn_kept) as stage:
-        plan.save(stage / "plan.json")
+        replanned.plan.save(stage / "plan.json")
         write_atomic(stage / "summary.json", _summary_json(summary))
     if as_json:
         _emit_json(summary)

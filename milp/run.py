@@ -35,10 +35,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from milp.engine.solve import SolveOptions
     from milp.evaluate import Evaluation
     from milp.instance import Instance
     from milp.plan import Plan
+    from milp.replay import Faults, Replay
+    from milp.state import Remainder, State
 
 #: The policy every command and :func:`plan` use when none is named.
 DEFAULT_POLICY = "milp"
@@ -163,8 +167,7 @@ def plan(inst: Instance, policy: str = DEFAULT_POLICY, *, progress: ProgressFn |
         opt = solve_options(options, progress=report, started=started)
         result, solver = _solve(inst, opt, report, solver_log)
         facts["solver"] = solver.to_dict()
-        facts["options"] = {k: getattr(opt, k) for k in DEFAULTS} | {
-            k: v for k, v in options.items() if k not in DEFAULTS}
+        facts["options"] = solve_options_dict(options)
     else:
         def step(done: int, total: int) -> None:
             report({"phase": policy, "elapsed_s": round(time.perf_counter() - started, 3),
@@ -209,6 +212,117 @@ def evaluate(inst: Instance, plan: Plan, source: str = "plan") -> Evaluation:
 
     check_matches(plan, inst, source)
     return run_evaluator(inst, plan)
+
+
+# ---- the rest of a day: replan, replay ----------------------------------------------------
+
+@dataclass(frozen=True)
+class Replanned:
+    """What :func:`replan` returns: the plan on the instance's clock (``plan``), the remaining
+    problem (``rest``), the plan on its clock (``local``) and the evaluator's verdict on it
+    there (``evaluation``), and the facts (``ready_after_last_slot``, ``options``,
+    ``provenance``)."""
+
+    plan: Plan
+    rest: Remainder
+    local: Plan
+    evaluation: Evaluation
+    facts: Mapping[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json`` of ``milp replan``."""
+        f = self.facts
+        return {**{k: f[k] for k in ("instance", "policy", "from", "jobs_left",
+                                     "ready_after_last_slot")},
+                **self.evaluation.metrics(), "options": f["options"],
+                "provenance": dict(f["provenance"])}
+
+
+def replan(inst: Instance, state: State, policy: str = DEFAULT_POLICY, *,
+           progress: ProgressFn | None = None, started: float | None = None,
+           **options: Any) -> Replanned:
+    """Plan the rest of the day from ``state`` (:mod:`milp.state`) with ``policy``; the MILP
+    (``options`` as :func:`plan`'s) re-plans elastic. Scored by the evaluator on the remaining
+    problem."""
+    from milp.evaluate import evaluate as run_evaluator
+    from milp.state import replan as replan_state
+
+    started = time.perf_counter() if started is None else started
+    if policy not in policy_names():
+        raise ValueError(f"unknown policy {policy!r} (known: {', '.join(policy_names())})")
+    used = {**dict(solve_options_dict(options)), "elastic": True} if policy == "milp" else {}
+    full, rest, local = replan_state(inst, state, policy, used, progress)
+    late = [{"job": inst.jobs[j], "site": inst.sites[s.site],
+             "work_left_h": round(s.work_left_h, 9),
+             "ready": inst.time_of(s.ready_s).isoformat(timespec="milliseconds")}
+            for j, s in sorted(rest.late.items())]
+    evaluation = run_evaluator(rest.inst, local)
+    facts = {"instance": inst.name, "policy": policy, "from": rest.inst.start.isoformat(),
+             "jobs_left": rest.inst.n_jobs, "ready_after_last_slot": late, "options": used,
+             "provenance": provenance(started)}
+    return Replanned(full, rest, local, evaluation, MappingProxyType(facts))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What :func:`replay` returns: the replay (:class:`milp.replay.Replay`: executed plan,
+    the evaluator on the plan and on what happened, events, the first fault's state), the
+    per-job table (:func:`milp.replay.job_table`) and the facts."""
+
+    result: Replay
+    jobs: pd.DataFrame
+    facts: Mapping[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json`` of ``milp replay``: instance, plan, policy, faults, replan, events,
+        the evaluator's metrics planned and actual, options, provenance."""
+        f = self.facts
+        return {**{k: f[k] for k in ("instance", "plan", "policy", "faults", "replan",
+                                     "events")},
+                "planned": self.result.planned.metrics(), "actual": self.result.actual.metrics(),
+                "options": f["options"], "provenance": dict(f["provenance"])}
+
+
+def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None,
+           replan_every_s: float | None = None, *, source: str = "plan",
+           progress: ProgressFn | None = None, started: float | None = None,
+           **options: Any) -> Replayed:
+    """Execute ``plan`` against the reality ``faults`` describe (:mod:`milp.replay`),
+    re-planning with ``replan`` at each fault (``options``: the MILP's, per re-plan). The plan
+    must be a valid plan of ``inst`` (an :class:`~milp.errors.InputError` naming ``source``
+    otherwise)."""
+    from milp.errors import InputError
+    from milp.replay import job_table, replay as run_replay
+
+    started = time.perf_counter() if started is None else started
+    if replan is not None and replan not in policy_names():
+        raise ValueError(f"unknown policy {replan!r} (known: {', '.join(policy_names())})")
+    planned = evaluate(inst, plan, source)
+    if not planned.valid:
+        raise InputError(source, f"is not a valid plan of {inst.name} "
+                         f"({len(planned.violations)} violations, first: "
+                         f"{planned.violations[0]}); check it with milp evaluate")
+    used = dict(solve_options_dict(options)) if replan == "milp" else {}
+    result = run_replay(inst, plan, faults, replan, replan_every_s, used, planned, progress)
+    facts = {"instance": inst.name, "plan": source, "policy": plan.policy,
+             "faults": {"bandwidth_factor": faults.bandwidth_factor,
+                        "renewable_noise": faults.renewable_noise, "seed": faults.seed,
+                        "outages": [f"{inst.sites[n]}@{inst.time_of(t).isoformat()}"
+                                    for n, t in faults.outages],
+                        "checkpoint_minutes": faults.checkpoint_every_s / 60.0},
+             "replan": replan,
+             "events": [{"time": inst.time_of(e["time_s"]).isoformat(), "event": e["event"]}
+                        for e in result.events],
+             "options": used, "provenance": provenance(started)}
+    return Replayed(result, job_table(inst, result), MappingProxyType(facts))
+
+
+def solve_options_dict(options: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`DEFAULTS` overridden by ``options`` (checked as :func:`solve_options` does), as a
+    plain dict: what a summary records under ``options``."""
+    opt = solve_options(options)
+    return {k: getattr(opt, k) for k in DEFAULTS} | {k: v for k, v in options.items()
+                                                      if k not in DEFAULTS}
 
 
 # ---- provenance --------------------------------------------------------------------------

@@ -247,3 +247,25 @@ def test_api_and_cli_make_the_same_plan(tmp_path):
     assert run_cli("plan", d, "--policy", "wait-awhile", "--out", tmp_path / "o",
                    "--quiet").exit_code == 0
     assert Plan.load(tmp_path / "o" / "plan.json") == outcome.plan
+
+
+def test_replan_and_replay_as_functions(tmp_path, inst):
+    """milp replan and milp replay are milp.run.replan / milp.run.replay plus files."""
+    from milp.replay import Faults
+    from milp.run import replan, replay
+    from milp.state import load_state
+
+    plan = POLICIES["static"](inst, None)
+    done = replay(inst, plan, Faults(outages=((2, 6 * 3600.0),)), source="static.json")
+    summary = done.summary()
+    assert summary["faults"]["outages"] == ["city@2024-06-01T06:00:00-07:00"]
+    assert summary["actual"] == done.result.actual.metrics() and summary["options"] == {}
+    assert summary["plan"] == "static.json" and "provenance" in summary
+    assert done.result.first_state is not None
+    done.result.first_state.save(inst, tmp_path / "state.json")
+    again = replan(inst, load_state(inst, tmp_path / "state.json"), "milp", time_limit_s=10)
+    s = again.summary()
+    assert s["policy"] == "milp" and s["options"]["elastic"] and s["options"]["time_limit_s"] == 10
+    assert {k: s[k] for k in milp.METRICS} == evaluate(again.rest.inst, again.local).metrics()
+    with pytest.raises(InputError, match="is a plan for instance"):
+        replay(inst, dataclasses.replace(plan, instance="x"), Faults())
