@@ -452,7 +452,7 @@ def _action_words(r) -> str:
     if r.action == "stop":
         return f"stop {r.job}" + (" (its last step)" if r.last_step else "")
     if r.action == "send":
-        return f"send {r.job} to {r.other_site} ({r.checkpoint_gb:g} GB, {r.seconds:g} s)"
+        return f"send {r.job} to {r.other_site} ({r.checkpoint_gb:g} GB, {r.seconds:.3g} s)"
     return f"receive {r.job} from {r.other_site}"
 
 
