@@ -75,7 +75,8 @@ def main() -> None:
         for name, faults in scenarios(inst, plan).items():
             for mode, policy in MODES.items():
                 t0 = time.perf_counter()
-                r = replay(inst, plan, faults, replan=policy, time_limit_s=args.time_limit)
+                r = replay(inst, plan, faults, replan=policy,
+                           options={"time_limit_s": args.time_limit, "threads": 1})
                 m = r.actual.metrics()
                 rows.append({"instance": inst.name, "scenario": name, "mode": mode,
                              **{k: m[k] for k in COLUMNS},

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from milp.errors import InputError
 from milp.evaluate import METRICS, evaluate
 from milp.files import write_atomic
 from milp.instance import Instance, load_instance
 from milp.plan import Migration, Plan
-from milp.policies import POLICIES
+from milp.run import DEFAULTS, ProgressFn, plan
 
 ALL_POLICIES = ("static", "wait-awhile", "energy-only", "feasibility-aware", "milp")
 #: The study's headline numbers (PAPER.md), change against no migration.
@@ -30,43 +31,56 @@ STUDY = {"feasibility-aware": {"grid_pct": -52.0, "jct_pct": -18.0, "overhead_pc
          "energy-only": {"jct_pct": +35.0}}
 
 
-def run_cell(inst: Instance, policy: str, time_limit_s: float) -> tuple[Plan, dict]:
-    """Plan one instance with one policy; return the plan and its summary (evaluator metrics,
-    policy, wall time, solver facts for the MILP)."""
-    started = time.perf_counter()
-    solver = None
-    if policy == "milp":
-        from milp.engine.solve import SolveOptions, plan_milp
-        plan, facts = plan_milp(inst, SolveOptions(time_limit_s=time_limit_s, gap=0.01))
-        solver = facts.to_dict()
-    else:
-        plan = POLICIES[policy](inst, None)
-    wall_s = time.perf_counter() - started
-    summary = {"instance": inst.name, "policy": policy, "wall_s": wall_s,
-               **evaluate(inst, plan).metrics()}
-    if solver is not None:
-        summary["solver"] = solver
-    return plan, summary
+def run_cell(inst: Instance, policy: str, options: Mapping[str, Any],
+             progress: ProgressFn | None = None, command: str | None = None
+             ) -> tuple[Plan, dict]:
+    """Plan one instance with one policy (:func:`milp.run.plan`; ``options`` are the MILP's);
+    return the plan and its summary (evaluator metrics, policy, wall time, solver facts for
+    the MILP, options, provenance with ``command``)."""
+    outcome = plan(inst, policy, progress=progress or (lambda event: None),
+                   **(dict(options) if policy == "milp" else {}))
+    summary = outcome.summary()
+    if command is not None:
+        summary["provenance"]["command"] = command
+    return outcome.plan, summary
 
 
-def run_bench(instances: list[Path], policies: list[str], out: Path, time_limit_s: float,
-              progress: Callable[[str], None] | None = None,
+def run_bench(instances: list[Path], policies: list[str], out: Path,
+              options: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
               command: str | None = None) -> pd.DataFrame:
-    """Run every missing cell, then write results.csv, results.md and the figures."""
+    """Run every missing cell, then write results.csv, results.md and the figures.
+
+    ``options``: the MILP's (:data:`milp.run.DEFAULTS` for those not given). ``progress``
+    hears ``{"phase": "bench", "done", "total", "cell"}`` before each cell and the solver's
+    events with ``cell`` added."""
+    options = {**DEFAULTS, **(options or {})}
+    started = time.perf_counter()
     loaded = [(d, load_instance(d)) for d in instances]
+    if "milp" in policies and options.get("objective") == "co2":
+        for d, inst in loaded:
+            if inst.carbon_g_per_kwh is None:
+                raise InputError(str(d), "--objective co2 needs carbon.csv in every instance, "
+                                         "and this one has none")
+    total = len(loaded) * len(policies)
+    done = 0
     for d, inst in loaded:
         for policy in policies:
             cell = out / "cells" / inst.name / policy
+            done += 1
             if (cell / "summary.json").exists():
                 continue
+            name = f"{inst.name} / {policy}"
             if progress:
-                progress(f"{inst.name} / {policy}")
-            plan, summary = run_cell(inst, policy, time_limit_s)
-            plan.save(cell / "plan.json")
+                progress({"phase": "bench", "elapsed_s": round(time.perf_counter() - started, 3), "done": done, "total": total,
+                          "cell": name})
+            cell_progress = (lambda event, name=name: progress({**event, "cell": name})) \
+                if progress else None
+            plan_, summary = run_cell(inst, policy, options, cell_progress, command)
+            plan_.save(cell / "plan.json")
             write_atomic(cell / "summary.json", json.dumps(summary, indent=2) + "\n")
     table = results_table(out, [inst.name for _, inst in loaded], policies)
     write_atomic(out / "results.csv", table.to_csv(index=False))
-    write_atomic(out / "results.md", results_markdown(table, time_limit_s, command))
+    write_atomic(out / "results.md", results_markdown(table, options, command))
     _figures(out, table, loaded, policies)
     return table
 
@@ -78,11 +92,12 @@ def results_table(out: Path, names: list[str], policies: list[str]) -> pd.DataFr
         for policy in policies:
             s = json.loads((out / "cells" / name / policy / "summary.json").read_text())
             row = {"instance": name, "policy": policy, "wall_s": s["wall_s"]}
-            row.update({k: s[k] for k in METRICS if k != "violations"})
+            row.update({k: s.get(k) for k in METRICS if k != "violations"})
             row["violations"] = len(s["violations"])
             solver = s.get("solver") or {}
             row["solver_status"] = solver.get("status")
             row["solver_gap"] = solver.get("gap")
+            row["solver_bound"] = solver.get("bound")
             rows.append(row)
     df = pd.DataFrame(rows)
     static = df[df.policy == "static"].set_index("instance")
@@ -94,15 +109,18 @@ def results_table(out: Path, names: list[str], policies: list[str]) -> pd.DataFr
     return df
 
 
-def results_markdown(df: pd.DataFrame, time_limit_s: float, command: str | None = None) -> str:
+def results_markdown(df: pd.DataFrame, options: Mapping[str, Any],
+                     command: str | None = None) -> str:
     cols = ["instance", "policy", "grid_energy_kwh", "grid_vs_static_pct", "mean_jct_h",
             "jct_vs_static_pct", "migrations", "migrations_outside_domain",
             "migration_overhead_pct", "deadline_misses", "unfinished_jobs", "valid", "wall_s",
             "solver_gap"]
     cols = [c for c in cols if c in df]
+    milp_options = ", ".join(f"{k} {v}" for k, v in options.items() if v is not None)
     lines = [f"# Benchmark results\n\nEvery plan scored by the evaluator; MILP with "
-             f"{time_limit_s:g} s of solver time. Changes are against `static` on the same "
-             "instance.\n"] + ([f"Command: `{command}`\n"] if command else []) + [
+             f"{milp_options}. Changes are against `static` on the same instance. Versions, "
+             "machine and wall time of each cell: `provenance` in its `summary.json`.\n"] + (
+                [f"Command: `{command}`\n"] if command else []) + [
                 "## Every instance × policy\n",
              df[cols].round(3).to_markdown(index=False), ""]
     if "grid_vs_static_pct" in df:

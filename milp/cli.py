@@ -1,15 +1,22 @@
-"""The ``milp`` command line. Each command is a thin layer over the package's functions.
+"""The ``milp`` command line. Each command is a thin layer over the package's functions
+(planning: :mod:`milp.run`): parse, call, format.
 
 A user mistake (:class:`~milp.errors.InputError`) prints one line and exits with code 2.
+Progress and log lines go to stderr (:func:`_console`); results to stdout, as text or, with
+``--json``, as JSON.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import numpy as np
 import typer
@@ -26,11 +33,13 @@ from milp.errors import InputError
 from milp.limits import HUGE, MAX_BANDWIDTH_FACTOR, MAX_RENEWABLE_NOISE, MAX_SITES
 from milp.export import (DEFAULT_COMMAND, DEFAULT_IMAGE, DEFAULT_LABEL, DEFAULT_MARGIN_S,
                          DEFAULT_SIGNAL, DEFAULT_TRANSFER, DEFAULT_TTL_S, DEFAULT_WAIT_IMAGE)
+from milp.run import DEFAULT_POLICY, DEFAULTS, ENGINES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Day-ahead planner moving single-GPU AI jobs to surplus renewable energy.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+LOG = logging.getLogger("milp")
 
 #: Lines of violations (or other lists) a command prints before "... and N more".
 MAX_LINES = 20
@@ -98,6 +107,178 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from milp.run import versions
+
+        v = versions()
+        typer.echo(f"milp {v['milp']} (HiGHS {v['highs']}, Pyomo {v['pyomo']}, Python "
+                   f"{v['python']})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", help="Print the versions of milp, HiGHS, Pyomo and Python, and exit.",
+        callback=_version, is_eager=True)] = False) -> None:
+    """Day-ahead planner moving single-GPU AI jobs to surplus renewable energy."""
+
+
+# ---- progress and log lines -----------------------------------------------------------------
+
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", help="Log every step (a line per second of solver progress, and HiGHS's own "
+    "log), with times.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", help="No progress, no log lines and no summary table (warnings and errors "
+    "only).")]
+
+
+class _LineHandler(logging.StreamHandler):
+    """Log records on the console, after erasing the progress line (if one is shown)."""
+
+    def __init__(self, stream, line) -> None:
+        super().__init__(stream)
+        self.line = line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.line.clear()
+        super().emit(record)
+
+
+@contextmanager
+def _console(verbose: bool = False, quiet: bool = False, label: str = "") -> Iterator[Any]:
+    """Where a command's progress goes while the block runs; yields the progress consumer
+    (a :class:`milp.progress.ProgressLine`, or ``None`` with ``--quiet``).
+
+    stderr — a duplicate of its file descriptor, since Pyomo reads descriptors 1 and 2 while
+    HiGHS solves: on a terminal one progress line updated in place, elsewhere log lines;
+    the logger ``milp`` at INFO (DEBUG with ``--verbose``, WARNING with ``--quiet``)."""
+    from milp.progress import ProgressLine
+
+    try:
+        stream = open(os.dup(sys.stderr.fileno()), "w", buffering=1, errors="replace",
+                      encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+        own = True
+    except (AttributeError, OSError, ValueError):   # no descriptor (a test's StringIO)
+        stream, own = sys.stderr, False
+    terminal = bool(getattr(stream, "isatty", lambda: False)())
+    line = ProgressLine(stream, terminal=terminal, verbose=verbose, label=label)
+    handler = _LineHandler(stream, line)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if terminal and not verbose
+                                           else "%(asctime)s %(name)s: %(message)s",
+                                           "%H:%M:%S"))
+    level, propagate = LOG.level, LOG.propagate
+    LOG.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    LOG.propagate = False
+    LOG.addHandler(handler)
+    try:
+        with _solver_chatter(stream if verbose else None):
+            yield None if quiet else line
+    finally:
+        line.close()
+        LOG.removeHandler(handler)
+        LOG.setLevel(level)
+        LOG.propagate = propagate
+        if own:
+            stream.close()
+
+
+@contextmanager
+def _solver_chatter(stream) -> Iterator[None]:
+    """stdout is for results: while the block runs, what the solvers print on file descriptor
+    1 (HiGHS's banner when highspy makes a model) goes to ``stream`` (``--verbose``) or
+    nowhere. Only when descriptor 1 is this process's stdout (not in a test's StringIO)."""
+    try:
+        sys.stdout.flush()
+        if sys.stdout.fileno() != 1:
+            raise ValueError("stdout is not descriptor 1")
+        target = stream.fileno() if stream is not None else os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    saved = os.dup(1)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        if stream is None:
+            os.close(target)
+
+
+# ---- the MILP's options: one set, one set of defaults (milp.run.DEFAULTS) -------------------
+
+TimeLimitOpt = Annotated[float, typer.Option(
+    "--time-limit", help="milp: seconds of wall-clock time from the command's start (reading "
+    "the instance included) to the plan; per re-plan for replay.", callback=_number())]
+GapOpt = Annotated[float, typer.Option(
+    help="milp: stop when the plan is within this relative gap of the bound.",
+    callback=_number(0, 1))]
+AbsGapOpt = Annotated[float, typer.Option(
+    help="milp: ... or within this many kWh of it, whichever comes first.",
+    callback=_number())]
+EngineOpt = Annotated[str, typer.Option(
+    help="milp: auto (compact for small instances, else decomposition), compact (the whole "
+         "MILP) or decomposition (column generation over job schedules).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    help="milp: solver threads (default: HiGHS decides).", callback=_whole(1, 1024))]
+ElasticOpt = Annotated[bool, typer.Option(
+    help="milp: allow unfinished work, minimised first, then grid energy.")]
+MaxSitesOpt = Annotated[Optional[int], typer.Option(
+    help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
+    callback=_whole(1, MAX_SITES))]
+SolverSeedOpt = Annotated[int, typer.Option(
+    "--seed", help="milp: seed of the solver's random choices.", callback=_whole(0, MAX_SEED))]
+ObjectiveOpt = Annotated[str, typer.Option(
+    help="milp: what to minimise: grid-kwh (grid energy) or co2 (its CO2, needs carbon.csv); "
+         "the other breaks ties.")]
+MaxMeanJctOpt = Annotated[Optional[float], typer.Option(
+    "--max-mean-jct-h", help="milp: the jobs' mean completion time (hours from release) may "
+    "not exceed this.", callback=_number())]
+MaxJctIncreaseOpt = Annotated[Optional[float], typer.Option(
+    "--max-jct-increase", help="milp: the mean completion time may exceed the static plan's "
+    "by at most this many percent (negative: must be that much lower).",
+    callback=_number(-100, 1e6))]
+
+
+def _milp_options(time_limit: float, gap: float, abs_gap: float, engine: str,
+                  threads: int | None, seed: int, elastic: bool = False,
+                  max_sites: int | None = None, objective: str = DEFAULTS["objective"],
+                  max_mean_jct_h: float | None = None,
+                  max_jct_increase: float | None = None) -> dict[str, Any]:
+    """The MILP options of a command line, checked, under :data:`milp.run.DEFAULTS`' names."""
+    from milp.physics import OBJECTIVES
+
+    if engine not in ENGINES:
+        raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    if objective not in OBJECTIVES:
+        raise InputError("--objective", f"unknown objective {objective!r} (known: "
+                         f"{', '.join(OBJECTIVES)})")
+    if max_mean_jct_h is not None and max_jct_increase is not None:
+        raise InputError("--max-jct-increase", "give --max-mean-jct-h or --max-jct-increase, "
+                         "not both")
+    if elastic and (max_mean_jct_h is not None or max_jct_increase is not None):
+        raise InputError("--elastic", "a mean-JCT bound needs every job to finish: not with "
+                         "--elastic")
+    return {"time_limit_s": time_limit, "gap": gap, "abs_gap": abs_gap, "engine": engine,
+            "threads": threads, "elastic": elastic, "max_sites": max_sites, "seed": seed,
+            "objective": objective, "max_mean_jct_h": max_mean_jct_h,
+            "max_jct_increase_pct": max_jct_increase}
+
+
+def _check_goal(inst, options: dict[str, Any]) -> None:
+    """What the options ask of the instance: carbon.csv for ``--objective co2``."""
+    if options.get("objective") == "co2" and inst.carbon_g_per_kwh is None:
+        raise InputError("--objective", f"co2 needs the instance's carbon.csv, and {inst.name} "
+                         f"has none")
+
+
+def _summary_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
 # ---- check ----------------------------------------------------------------------------------
 
 @app.command()
@@ -134,10 +315,6 @@ def check(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
         f"(study: 2.5-9.5 h)",
     ]
     typer.echo("\n".join(lines))
-
-
-#: The MILP's engines (milp/engine/solve.py).
-ENGINES = ("auto", "compact", "decomposition")
 
 
 def _restarts(cap: int | None) -> str:
@@ -211,6 +388,7 @@ def phase_diagram(
                                             callback=_number(0.001))] = 100.0,
     points: Annotated[int, typer.Option(help="Grid points per axis.",
                                         callback=_whole(2, 2000))] = 120,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write the phase diagram (checkpoint size × bandwidth) as PNG and its grid as CSV."""
     from milp.figures import phase_diagram_png
@@ -233,6 +411,10 @@ def phase_diagram(
         phase_diagram_png(grid, windows, png_tmp, alpha=alpha, load_time_s=load_time_s,
                           downtime_s=downtime_s)
     counts = grid["region"].value_counts()
+    if as_json:
+        _emit_json({"wrote": [str(out), str(csv_path)], **{
+            r: int(counts.get(r, 0)) for r in ("feasible", "marginal", "infeasible")}})
+        return
     typer.echo(f"wrote {out} and {csv_path}: " + ", ".join(
         f"{counts.get(r, 0)} {r}" for r in ("feasible", "marginal", "infeasible")))
 
@@ -243,13 +425,14 @@ def phase_diagram(
 def evaluate(directory: Annotated[Path, typer.Argument(help="Instance folder.")],
              plan: Annotated[Path, typer.Argument(help="plan.json to score.")],
              as_json: JsonFlag = False) -> None:
-    """Check a plan's physics and print every metric. Exit 0 when valid, 1 when not."""
-    from milp.evaluate import evaluate as run_evaluator
+    """Check a plan's physics and print every metric. Exit 0 when valid, 1 when not; 2 when
+    the plan is for another instance (name, start or slot length)."""
     from milp.instance import load_instance
     from milp.plan import Plan
+    from milp.run import evaluate as score
 
     inst = load_instance(directory)
-    result = run_evaluator(inst, Plan.load(plan))
+    result = score(inst, Plan.load(plan), str(plan))
     if as_json:
         _emit_json(result.metrics())
     else:
@@ -272,185 +455,169 @@ def _print_metrics(metrics: dict, head: dict | None = None) -> None:
 @app.command("plan")
 def plan_cmd(
     directory: Annotated[Path, typer.Argument(help="Instance folder.")],
-    out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json.")],
+    out: Annotated[Path, typer.Option(help="Folder for plan.json, schedule.csv, summary.json, "
+                                      "timeseries.csv and timeseries.parquet.")],
     policy: Annotated[str, typer.Option(help="milp, static, wait-awhile, energy-only or "
-                                        "feasibility-aware.")] = "feasibility-aware",
-    time_limit: Annotated[float, typer.Option(
-        help="milp: seconds of wall-clock time from the command's start (reading the instance "
-             "included) to the plan.", callback=_number())] = 60.0,
-    gap: Annotated[float, typer.Option(help="milp: stop when the plan is within this relative "
-                                       "gap of the bound.", callback=_number(0, 1))] = 0.01,
-    abs_gap: Annotated[float, typer.Option(help="milp: ... or within this many kWh of it, "
-                                           "whichever comes first.", callback=_number())] = 0.05,
-    engine: Annotated[str, typer.Option(
-        help="milp: auto (compact for small instances, else decomposition), compact (the "
-             "whole MILP) or decomposition (column generation over job schedules).")] = "auto",
-    objective: Annotated[str, typer.Option(
-        help="milp: what to minimise: grid-kwh (grid energy) or co2 (its CO2, needs "
-             "carbon.csv); the other breaks ties.")] = "grid-kwh",
-    max_mean_jct_h: Annotated[Optional[float], typer.Option(
-        help="milp: the jobs' mean completion time (hours from release) may not exceed this.",
-        callback=_number())] = None,
-    max_jct_increase: Annotated[Optional[float], typer.Option(
-        help="milp: the mean completion time may exceed the static plan's by at most this "
-             "many percent (negative: must be that much lower).",
-        callback=_number(-100, 1e6))] = None,
-    threads: Annotated[Optional[int], typer.Option(help="milp: solver threads.",
-                                                   callback=_whole(1, 1024))] = None,
-    elastic: Annotated[bool, typer.Option(help="milp: allow unfinished work, minimised "
-                                          "first, then grid energy.")] = False,
-    max_sites: Annotated[Optional[int], typer.Option(
-        help="milp: candidate sites per job (origin, warm-start sites, then greenest).",
-        callback=_whole(1, MAX_SITES))] = None,
-    seed: Annotated[int, typer.Option(help="milp: seed of the solver's random choices.",
-                                      callback=_whole(0, MAX_SEED))] = 0,
-    quiet: Annotated[bool, typer.Option(help="No summary table.")] = False,
+                                        "feasibility-aware.")] = DEFAULT_POLICY,
+    time_limit: TimeLimitOpt = DEFAULTS["time_limit_s"],
+    gap: GapOpt = DEFAULTS["gap"],
+    abs_gap: AbsGapOpt = DEFAULTS["abs_gap"],
+    engine: EngineOpt = DEFAULTS["engine"],
+    threads: ThreadsOpt = DEFAULTS["threads"],
+    elastic: ElasticOpt = DEFAULTS["elastic"],
+    max_sites: MaxSitesOpt = DEFAULTS["max_sites"],
+    seed: SolverSeedOpt = DEFAULTS["seed"],
+    objective: ObjectiveOpt = DEFAULTS["objective"],
+    max_mean_jct_h: MaxMeanJctOpt = DEFAULTS["max_mean_jct_h"],
+    max_jct_increase: MaxJctIncreaseOpt = DEFAULTS["max_jct_increase_pct"],
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make a day-ahead plan with one policy, score it with the evaluator, write its files.
 
     Exit 0 with a valid plan, 1 if the plan breaks physics (a bug), 2 on bad input, 3 when the
     MILP finds no plan (the jobs that cannot meet their deadlines are listed)."""
-    import time
-
-    from rich.progress import Progress
-
-    from milp.evaluate import evaluate as run_evaluator
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.plan import save_schedule
-    from milp.policies import POLICIES
-    from milp.engine.solve import SolveOptions
+    from milp.run import NoPlan, command_line, plan as make_plan
+    from milp.timeseries import timeseries_frame, write_timeseries
 
     command_started = time.perf_counter()
     _check_policy(policy, "--policy")
-    if engine not in ENGINES:
-        raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
-    _check_out_dir(out, files=("plan.json", "schedule.csv", "summary.json"))
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, elastic,
+                            max_sites, objective, max_mean_jct_h, max_jct_increase)
+    _check_out_dir(out, files=("plan.json", "schedule.csv", "summary.json", "timeseries.csv",
+                               "timeseries.parquet"))
     inst = load_instance(directory)
-    bound_h = _jct_bound(inst, max_mean_jct_h, max_jct_increase, objective, elastic)
-    started = time.perf_counter()
-    solver = None
-    if policy == "milp":
-        plan, solver = _solve_milp(inst, SolveOptions(
-            time_limit_s=time_limit, gap=gap, abs_gap=abs_gap, engine=engine, threads=threads,
-            elastic=elastic, max_sites=max_sites, seed=seed, started=command_started,
-            objective=objective, max_mean_jct_h=bound_h), quiet)
-    else:
-        with Progress(transient=True, disable=quiet or not sys.stderr.isatty()) as bar:
-            task = bar.add_task(f"{policy} on {inst.name}", total=None)
-            plan = POLICIES[policy](inst, lambda done, total: bar.update(
-                task, completed=done, total=total))
-    wall_s = time.perf_counter() - started
-    result = run_evaluator(inst, plan)
-    head = {"instance": inst.name, "policy": policy, "wall_s": wall_s}
-    summary = {**head, **result.metrics()}
-    if solver is not None:
-        summary["solver"] = solver.to_dict()
-    with staged_dir(out, kept=_warn_kept) as stage:   # all three files, or none
-        plan.save(stage / "plan.json")
-        save_schedule(plan, inst, stage / "schedule.csv")
-        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
-                     + "\n")
-    if not quiet:
+    _check_goal(inst, options)
+    with _console(verbose, quiet) as progress:
+        if policy == "milp":
+            LOG.info("solving the MILP for %s (time limit %g s, gap %g, abs gap %g kWh, engine "
+                     "%s, seed %d)...", inst.name, time_limit, gap, abs_gap, engine, seed)
+        else:
+            LOG.info("planning %s with %s...", inst.name, policy)
+        try:
+            outcome = make_plan(inst, policy, progress=progress or (lambda event: None),
+                                solver_log=verbose, started=command_started,
+                                **(options if policy == "milp" else {}))
+        except NoPlan as e:
+            _no_plan(e)
+        LOG.info("%s: %s in %.1f s", inst.name, "valid plan" if outcome.evaluation.valid
+                 else "plan with violations", outcome.facts["wall_s"])
+    summary = outcome.summary()
+    summary["provenance"]["command"] = command_line()
+    with staged_dir(out, kept=_warn_kept) as stage:   # every file, or none
+        outcome.plan.save(stage / "plan.json")
+        save_schedule(outcome.plan, inst, stage / "schedule.csv")
+        write_timeseries(timeseries_frame(inst, outcome.plan, outcome.evaluation), stage)
+        write_atomic(stage / "summary.json", _summary_json(summary))
+    if as_json:
+        _emit_json(summary)
+    elif not quiet:
+        head = {"instance": inst.name, "policy": policy, "wall_s": round(summary["wall_s"], 3)}
+        solver = summary.get("solver")
         if solver is not None:
-            head.update({f"solver.{k}": getattr(solver, k) for k in (
+            head.update({f"solver.{k}": solver[k] for k in (
                 "engine", "status", "objective", "bound", "bound_source", "gap", "converged",
                 "iterations", "columns", "build_s", "solve_s", "seed_policy",
                 "seed_grid_energy_kwh", "improved")})
-        _print_metrics(result.metrics(), {**head, "wall_s": round(wall_s, 3)})
-        typer.echo(f"wrote {out / 'plan.json'}, {out / 'schedule.csv'}, {out / 'summary.json'}")
-    raise typer.Exit(0 if result.valid else 1)
+        _print_metrics(outcome.evaluation.metrics(), head)
+        typer.echo(f"wrote {out / 'plan.json'}, schedule.csv, summary.json, timeseries.csv, "
+                   f"timeseries.parquet")
+    raise typer.Exit(0 if outcome.evaluation.valid else 1)
+
+
+def _no_plan(e) -> None:
+    """No plan (:class:`milp.run.NoPlan`): what to do, on stderr, and exit 3."""
+    if e.status != "infeasible":
+        typer.echo(f"error: the solver found no plan ({e.status}); raise --time-limit or try "
+                   f"--elastic", err=True)
+    elif not e.explained:
+        typer.echo("error: no plan meets every deadline, and the elastic plan that would say "
+                   "which jobs could not be found either; raise --time-limit", err=True)
+    else:
+        typer.echo("error: no plan meets every deadline:", err=True)
+        for line in e.reasons[:15]:
+            typer.echo(f"  {line}", err=True)
+        if len(e.reasons) > 15:
+            typer.echo(f"  ... and {len(e.reasons) - 15} more jobs", err=True)
+        typer.echo("Rerun with --elastic to plan anyway (unfinished work minimised first).",
+                   err=True)
+    raise typer.Exit(3)
 
 
 @app.command("pareto")
 def pareto_cmd(
     directory: Annotated[Path, typer.Argument(help="Instance folder.")],
-    out: Annotated[Path, typer.Option(help="Folder for pareto.csv, pareto.png, plans/.")],
-    points: Annotated[int, typer.Option(help="Mean-JCT bounds from static's to the "
-                                        "unconstrained plan's.", callback=_whole(1, 100))] = 5,
-    time_limit: Annotated[float, typer.Option(
-        help="Seconds of wall-clock time for each solve.", callback=_number())] = 60.0,
-    gap: Annotated[float, typer.Option(help="Relative gap of each solve.",
-                                       callback=_number(0, 1))] = 0.01,
-    engine: Annotated[str, typer.Option(help="auto, compact or decomposition.")] = "auto",
-    objective: Annotated[str, typer.Option(help="grid-kwh or co2.")] = "grid-kwh",
-    seed: Annotated[int, typer.Option(help="Seed of the solver's random choices.",
-                                      callback=_whole(0, MAX_SEED))] = 0,
-    quiet: Annotated[bool, typer.Option(help="No table.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for pareto.csv, pareto.png, summary.json "
+                                      "and plans/.")],
+    points: Annotated[int, typer.Option(help="Mean-JCT bounds, evenly spaced from static's "
+                                        "to the unconstrained plan's.",
+                                        callback=_whole(1, 100))] = 5,
+    time_limit: TimeLimitOpt = DEFAULTS["time_limit_s"],
+    gap: GapOpt = DEFAULTS["gap"],
+    abs_gap: AbsGapOpt = DEFAULTS["abs_gap"],
+    engine: EngineOpt = DEFAULTS["engine"],
+    threads: ThreadsOpt = DEFAULTS["threads"],
+    max_sites: MaxSitesOpt = DEFAULTS["max_sites"],
+    seed: SolverSeedOpt = DEFAULTS["seed"],
+    objective: ObjectiveOpt = DEFAULTS["objective"],
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Trace the trade-off of grid energy (or CO2) against mean completion time: the MILP
-    unconstrained, then under mean-JCT bounds from the static plan's up; every plan scored by
-    the evaluator. Writes pareto.csv, pareto.png and each frontier plan in plans/.
+    unconstrained, then under mean-JCT bounds from the static plan's up (--time-limit is per
+    solve); every plan scored by the evaluator. Writes pareto.csv, pareto.png, summary.json
+    and each frontier plan in plans/.
 
     Exit 0, 2 on bad input, 3 when not even the unconstrained MILP finds a plan."""
     from milp import pareto
-    from milp.engine.solve import NoPlanFound, SolveOptions
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
+    from milp.engine.solve import NoPlanFound
+    from milp.run import command_line, solve_options
 
-    if engine not in ENGINES:
-        raise InputError("--engine", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, max_sites,
+                            objective)
     _check_out_dir(out, files=("pareto.csv", "pareto.png", "summary.json"), folders=("plans",))
     inst = load_instance(directory)
-    _jct_bound(inst, None, None, objective, False)
+    _check_goal(inst, options)
 
     def tell(s: "pareto.Solved") -> None:
-        if not quiet:
-            what = "unconstrained" if s.bound_h is None else f"mean JCT <= {s.bound_h:.3f} h"
-            got = (f"grid {s.evaluation.grid_energy_kwh:.3f} kWh, mean JCT {s.jct_h:.3f} h"
-                   if s.evaluation else "no plan")
-            typer.echo(f"  {what}: {got} ({s.status})", err=True)
+        what = "unconstrained" if s.bound_h is None else f"mean JCT <= {s.bound_h:.3f} h"
+        got = (f"grid {s.evaluation.grid_energy_kwh:.3f} kWh, mean JCT {s.jct_h:.3f} h"
+               if s.evaluation else "no plan")
+        LOG.info("%s: %s: %s (%s)", inst.name, what, got, s.status)
 
-    options = SolveOptions(time_limit_s=time_limit, gap=gap, engine=engine, objective=objective,
-                           seed=seed)
-    try:
-        front = pareto.trace(inst, points, options, tell)
-    except NoPlanFound as e:
-        typer.echo(f"error: the unconstrained MILP found no plan ({e.facts.status}); raise "
-                   f"--time-limit", err=True)
-        raise typer.Exit(3) from None
+    with _console(verbose, quiet) as progress:
+        LOG.info("tracing the frontier of %s (%d points, %g s per solve)...", inst.name, points,
+                 time_limit)
+        try:
+            front = pareto.trace(inst, points, solve_options(
+                options, progress=progress or None), tell)
+        except NoPlanFound as e:
+            typer.echo(f"error: the unconstrained MILP found no plan ({e.facts.status}); "
+                       f"check the instance with milp plan, or raise --time-limit", err=True)
+            raise typer.Exit(3) from None
     chosen = front.nondominated()
     files = {id(s): f"plans/point-{k + 1}.json" for k, s in enumerate(chosen)}
     table = pareto.tables(front, files)
-    with staged_dir(out, kept=_warn_kept) as stage:
+    summary = pareto.summary(inst, front, points, options, command_line())
+    with staged_dir(out, kept=_warn_kept) as stage:     # every file, or none
         (stage / "plans").mkdir()
         for s in chosen:
             s.plan.save(stage / files[id(s)])
         write_atomic(stage / "pareto.csv", table.to_csv(index=False, float_format="%.6g"))
-        pareto.figure(front, table, f"{inst.name}: grid {'CO2' if objective == 'co2' else 'energy'}"
-                      f" against mean JCT", stage / "pareto.png")
-        write_atomic(stage / "summary.json", json.dumps({
-            "instance": inst.name, "objective": objective, "points": points,
-            "static_mean_jct_h": front.static_jct_h, "bounds_h": front.bounds_h,
-            "solves": [{"bound_mean_jct_h": s.bound_h, "status": s.status,
-                        "mean_jct_h": s.evaluation.mean_jct_h if s.evaluation else None,
-                        "grid_energy_kwh": s.evaluation.grid_energy_kwh if s.evaluation
-                        else None} for s in front.solved]}, indent=2, allow_nan=False) + "\n")
-    if not quiet:
+        pareto.figure(front, table, inst.name, stage / "pareto.png")
+        write_atomic(stage / "summary.json", _summary_json(summary))
+    if as_json:
+        _emit_json(summary)
+    elif not quiet:
         typer.echo(table.drop(columns=["plan"]).to_string(index=False, float_format="%.3f"))
-        typer.echo(f"wrote {out / 'pareto.csv'}, {out / 'pareto.png'}, {out / 'plans'}/")
-
-
-def _jct_bound(inst, max_mean_jct_h: float | None, max_jct_increase: float | None,
-               objective: str, elastic: bool) -> float | None:
-    """The mean-JCT bound (hours) the options ask for, checked against the instance."""
-    from milp.physics import OBJECTIVES
-
-    if objective not in OBJECTIVES:
-        raise InputError("--objective", f"unknown objective {objective!r} (known: "
-                         f"{', '.join(OBJECTIVES)})")
-    if objective == "co2" and inst.carbon_g_per_kwh is None:
-        raise InputError("--objective", f"co2 needs the instance's carbon.csv, and "
-                         f"{inst.name} has none")
-    if max_mean_jct_h is not None and max_jct_increase is not None:
-        raise InputError("--max-jct-increase", "give --max-mean-jct-h or --max-jct-increase, "
-                         "not both")
-    if max_jct_increase is not None:
-        from milp.engine.solve import static_mean_jct_h
-        max_mean_jct_h = static_mean_jct_h(inst) * (1 + max_jct_increase / 100)
-    if max_mean_jct_h is not None and elastic:
-        raise InputError("--elastic", "a mean-JCT bound needs every job to finish; drop one")
-    return max_mean_jct_h
+        typer.echo(f"wrote {out / 'pareto.csv'}, pareto.png, summary.json, plans/")
 
 
 def _check_out_dir(out: Path, files: tuple[str, ...] = (), folders: tuple[str, ...] = ()
@@ -475,42 +642,6 @@ def _check_parents(out: Path) -> None:
             return
 
 
-def _solve_milp(inst, options, quiet):
-    """Solve; when no plan exists, list the jobs that cannot finish and why, and exit 3."""
-    from dataclasses import replace
-
-    from milp.explain import explain_unfinished
-    from milp.engine.solve import NoPlanFound, plan_milp
-
-    if not quiet:
-        typer.echo(f"solving the MILP for {inst.name} (time limit {options.time_limit_s:g} "
-                   f"s)...", err=True)
-    try:
-        return plan_milp(inst, options)
-    except NoPlanFound as e:
-        if e.facts.status != "infeasible":
-            typer.echo(f"error: the solver found no plan ({e.facts.status}); raise --time-limit "
-                       f"or try --elastic", err=True)
-            raise typer.Exit(3)
-    try:
-        relaxed, _ = plan_milp(inst, replace(options, gap=max(options.gap, 1e-2),
-                                             elastic=True))
-    except NoPlanFound as e:
-        typer.echo(f"error: no plan meets every deadline, and the elastic plan that would say "
-                   f"which jobs could not be found either ({e.facts.status}); raise "
-                   f"--time-limit", err=True)
-        raise typer.Exit(3) from None
-    lines = explain_unfinished(inst, relaxed.info.get("unfinished_gpu_h", {}))
-    typer.echo("error: no plan meets every deadline:", err=True)
-    for line in lines[:15]:
-        typer.echo(f"  {line}", err=True)
-    if len(lines) > 15:
-        typer.echo(f"  ... and {len(lines) - 15} more jobs", err=True)
-    typer.echo("Rerun with --elastic to plan anyway (unfinished work minimised first).",
-               err=True)
-    raise typer.Exit(3)
-
-
 # ---- bench ----------------------------------------------------------------------------------
 
 @app.command()
@@ -519,26 +650,38 @@ def bench(
     out: Annotated[Path, typer.Option(help="Results folder (cells are kept: reruns resume).")],
     policies: Annotated[str, typer.Option(help="Comma-separated policies.")]
     = ",".join(("static", "wait-awhile", "energy-only", "feasibility-aware", "milp")),
-    time_limit: Annotated[float, typer.Option(help="milp: solver seconds per instance.",
-                                              callback=_number())] = 60.0,
+    time_limit: TimeLimitOpt = DEFAULTS["time_limit_s"],
+    gap: GapOpt = DEFAULTS["gap"],
+    abs_gap: AbsGapOpt = DEFAULTS["abs_gap"],
+    engine: EngineOpt = DEFAULTS["engine"],
+    threads: ThreadsOpt = DEFAULTS["threads"],
+    seed: SolverSeedOpt = DEFAULTS["seed"],
+    objective: ObjectiveOpt = DEFAULTS["objective"],
+    max_mean_jct_h: MaxMeanJctOpt = DEFAULTS["max_mean_jct_h"],
+    max_jct_increase: MaxJctIncreaseOpt = DEFAULTS["max_jct_increase_pct"],
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run every policy on every instance, score with the evaluator, write results.csv,
-    results.md and figures (grid energy, JCT, one instance's per-site timeline)."""
-    from rich.progress import Progress
-
+    results.md and figures (grid energy, JCT, one instance's per-site timeline). The MILP's
+    time limit is per instance, from the start of its cell."""
     from milp.bench import run_bench
+    from milp.run import command_line
 
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, None,
+                            objective, max_mean_jct_h, max_jct_increase)
     _check_out_dir(out)
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for name in names:
         _check_policy(name, "--policies")
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("bench", total=len(instances) * len(names))
-        table = run_bench(instances, names, out, time_limit,
-                          lambda cell: bar.update(task, advance=1, description=cell),
-                          command=" ".join(["milp", *sys.argv[1:]]))
+    with _console(verbose, quiet) as progress:
+        table = run_bench(instances, names, out, options, progress, command=command_line())
     cols = ["instance", "policy", "grid_energy_kwh", "mean_jct_h", "migrations",
             "migrations_outside_domain", "deadline_misses", "valid"]
+    if as_json:
+        _emit_json(json.loads(table.to_json(orient="records")))
+        return
     typer.echo(table[cols].round(3).to_string(index=False))
     typer.echo(f"wrote {out / 'results.csv'}, {out / 'results.md'} and figures")
 
@@ -549,30 +692,43 @@ def bench(
 def report(
     directory: Annotated[Path, typer.Argument(help="Instance folder.")],
     plan: Annotated[Path, typer.Argument(help="plan.json to show.")],
-    out: Annotated[Path, typer.Option(help="Folder for the PNGs, CSVs and report.html.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs, CSVs, timeseries and "
+                                      "report.html.")],
     compare: Annotated[Optional[list[Path]], typer.Option(
-        help="Other plan.json to compare (repeat).")] = None,
+        help="Other plan.json to compare (repeat); a static plan among them is the "
+             "reference of the % changes.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Figures and one self-contained report.html for a plan (site timeline, job Gantt,
-    migrations, phase diagram, every evaluator metric; side by side with --compare)."""
+    """Figures, tables, a run sheet per site, time series and one self-contained report.html
+    for a plan (headline and changes against static, site timeline, job Gantt, phase diagram,
+    every evaluator metric; side by side with --compare)."""
     from milp.files import staged_dir
     from milp.instance import load_instance
-    from milp.plan import Plan, check_names
-    from milp.report import REPORT_FILES, make_report
+    from milp.plan import Plan, check_matches, check_names
+    from milp.report import REPORT_FILES, build_report, write_report
 
     _check_out_dir(out, files=REPORT_FILES)
     inst = load_instance(directory)
     paths = [plan, *(compare or [])]
     plans = [Plan.load(p) for p in paths]
     for p, path in zip(plans, paths):
+        check_matches(p, inst, str(path))
         check_names(p, inst, str(path))
     labels = [p.policy for p in plans]
     if len(set(labels)) < len(labels):
         labels = [f"{p.policy} ({path.parent.name or path.name})"
                   for p, path in zip(plans, paths)]
+    built = build_report(inst, list(zip(labels, plans)))
     with staged_dir(out, kept=_warn_kept) as stage:     # every figure and table, or none
-        page = make_report(inst, list(zip(labels, plans)), stage)
-    typer.echo(f"wrote {out / page.name}")
+        page = write_report(built, stage)
+    if as_json:
+        _emit_json({"report": str(out / page.name), "headlines": built.headlines,
+                    "reference": built.reference_note})
+        return
+    for line in built.headlines:
+        typer.echo(line)
+    typer.echo(f"wrote {out / page.name} (and runsheet.csv, site_totals.csv, timeseries.csv, "
+               f"timeseries.parquet, figures)")
 
 
 # ---- build-instance ---------------------------------------------------------------------
@@ -607,6 +763,7 @@ def build_instance_cmd(
                                                "origin sites' GPU-hours.")] = 0.0,
     last_release_h: Annotated[float, typer.Option(help="Jobs submitted at this hour of the day "
                                                   "or later are not sampled.")] = 24.0,
+    as_json: JsonFlag = False,
 ) -> None:
     """Build instances from the real data in instances/sources (see instances/README.md)."""
     from milp import build
@@ -629,6 +786,9 @@ def build_instance_cmd(
         built = [build.build_instance(params, out)]
     else:
         raise InputError("build-instance", "say --all, --preset NAME or --out DIR")
+    if as_json:
+        _emit_json({"built": [str(p) for p in built]})
+        return
     for path in built:
         typer.echo(f"built {path}")
 
@@ -638,8 +798,6 @@ def build_instance_cmd(
 ReplanOpt = Annotated[Optional[str], typer.Option(
     help="Re-plan with this policy (milp or a greedy one) at each fault; default: follow the "
          "plan as made.")]
-TimeLimitOpt = Annotated[float, typer.Option(help="milp: solver seconds per (re-)plan.",
-                                             callback=_number())]
 
 
 @app.command()
@@ -666,50 +824,57 @@ def replay(
     replan_every: Annotated[Optional[float], typer.Option(
         help="With --replan: also re-plan every this many hours.",
         callback=_number(0.01))] = None,
-    time_limit: TimeLimitOpt = 30.0,
+    time_limit: TimeLimitOpt = DEFAULTS["time_limit_s"],
+    gap: GapOpt = DEFAULTS["gap"],
+    abs_gap: AbsGapOpt = DEFAULTS["abs_gap"],
+    engine: EngineOpt = DEFAULTS["engine"],
+    threads: ThreadsOpt = DEFAULTS["threads"],
+    solver_seed: Annotated[int, typer.Option(
+        help="milp: seed of the solver's random choices (--seed is the forecast error's).",
+        callback=_whole(0, MAX_SEED))] = DEFAULTS["seed"],
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Execute a plan against perturbed reality (slower links, forecast error, outages) and
-    score what it actually achieved; with --replan, re-plan from the state at each fault."""
+    score what it actually achieved; with --replan, re-plan from the state at each fault
+    (the MILP's options apply to each re-plan). Exit 2 when the plan is for another instance
+    or not valid on it."""
     import pandas as pd
 
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.plan import Plan
-    from milp.replay import Faults, job_table, replay as run_replay
+    from milp.replay import Faults
+    from milp.run import command_line, replay as run_replay
 
+    started = time.perf_counter()
     _check_out_dir(out, files=("plan.json", "jobs.csv", "summary.json", "state.json"))
-    from milp.evaluate import evaluate as run_evaluator
-
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, solver_seed)
     inst = load_instance(directory)
     p = Plan.load(plan)
     _check_policy(replan, "--replan")
     if replan_every is not None and replan is None:
         raise InputError("--replan-every", "needs --replan POLICY (which policy re-plans)")
-    planned = run_evaluator(inst, p)
-    if not planned.valid:
-        raise InputError(str(plan), f"is not a valid plan of {inst.name} "
-                         f"({len(planned.violations)} violations, first: "
-                         f"{planned.violations[0]}); check it with milp evaluate")
     outages = tuple(_outage(inst, text) for text in outage or ())
     faults = Faults(bandwidth_factor, renewable_noise, seed, outages, checkpoint_minutes * 60)
-    result = run_replay(inst, p, faults, replan, replan_every * 3600 if replan_every else None,
-                        time_limit, planned)
-    jobs = job_table(inst, result)
-    summary = {"instance": inst.name, "plan": str(plan), "policy": p.policy,
-               "faults": {"bandwidth_factor": bandwidth_factor,
-                          "renewable_noise": renewable_noise, "seed": seed,
-                          "outages": list(outage or ()),
-                          "checkpoint_minutes": checkpoint_minutes},
-               "replan": replan, "events": [{"time": inst.time_of(e["time_s"]).isoformat(),
-                                             "event": e["event"]} for e in result.events],
-               "planned": result.planned.metrics(), "actual": result.actual.metrics()}
+    with _console(verbose, quiet) as progress:
+        replayed = run_replay(inst, p, faults, replan,
+                              replan_every * 3600 if replan_every else None, source=str(plan),
+                              progress=progress, started=started,
+                              **(options if replan == "milp" else {}))
+    result, jobs = replayed.result, replayed.jobs
+    summary = replayed.summary()
+    summary["provenance"]["command"] = command_line()
     with staged_dir(out, replaces=("state.json",), kept=_warn_kept) as stage:
         result.executed.save(stage / "plan.json")
         write_atomic(stage / "jobs.csv", jobs.to_csv(index=False))
-        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
-                     + "\n")
+        write_atomic(stage / "summary.json", _summary_json(summary))
         if result.first_state is not None:
             result.first_state.save(inst, stage / "state.json")
+    if as_json:
+        _emit_json(summary)
+        raise typer.Exit(0 if result.actual.valid else 1)
     rows = ["grid_energy_kwh", "mean_jct_h", "migrations", "migrations_outside_domain",
             "deadline_misses", "unfinished_jobs", "unfinished_work_h", "lost_work_h", "valid"]
     table = pd.DataFrame({"planned": [summary["planned"][k] for k in rows],
@@ -759,35 +924,46 @@ def replan_cmd(
     at: Annotated[Optional[str], typer.Option(help="Re-plan from this time (ISO 8601 with "
                                               "offset, or hours like 13h); default: the "
                                               "state's.")] = None,
-    policy: Annotated[str, typer.Option(help="milp or a greedy policy.")] = "milp",
-    time_limit: TimeLimitOpt = 30.0,
+    policy: Annotated[str, typer.Option(help="milp or a greedy policy.")] = DEFAULT_POLICY,
+    time_limit: TimeLimitOpt = DEFAULTS["time_limit_s"],
+    gap: GapOpt = DEFAULTS["gap"],
+    abs_gap: AbsGapOpt = DEFAULTS["abs_gap"],
+    engine: EngineOpt = DEFAULTS["engine"],
+    threads: ThreadsOpt = DEFAULTS["threads"],
+    seed: SolverSeedOpt = DEFAULTS["seed"],
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Plan the rest of the horizon from a state, with the same policies as milp plan.
+    """Plan the rest of the horizon from a state, with the same policies as milp plan (the
+    MILP re-plans elastic: unfinished work minimised first).
 
     plan.json is on the instance's clock (steps from the next slot boundary after --at on);
     summary.json scores it, with the evaluator, on the remaining problem."""
-    from milp.evaluate import evaluate as run_evaluator
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
-    from milp.state import load_state, replan
+    from milp.run import command_line, replan as run_replan
+    from milp.state import load_state
 
+    started = time.perf_counter()
     _check_out_dir(out, files=("plan.json", "summary.json"))
     _check_policy(policy, "--policy")
+    options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed)
     inst = load_instance(directory)
     st = load_state(inst, state, at)
-    plan, rest, local = replan(inst, st, policy, time_limit)
-    result = run_evaluator(rest.inst, local)
-    late = [{"job": inst.jobs[j], "site": inst.sites[s.site],
-             "work_left_h": round(s.work_left_h, 9),
-             "ready": inst.time_of(s.ready_s).isoformat(timespec="milliseconds")}
-            for j, s in sorted(rest.late.items())]
-    summary = {"instance": inst.name, "policy": policy, "from": rest.inst.start.isoformat(),
-               "jobs_left": rest.inst.n_jobs, "ready_after_last_slot": late,
-               **result.metrics()}
+    with _console(verbose, quiet) as progress:
+        replanned = run_replan(inst, st, policy, progress=progress, started=started,
+                               **(options if policy == "milp" else {}))
+    result, rest = replanned.evaluation, replanned.rest
+    summary = replanned.summary()
+    summary["provenance"]["command"] = command_line()
+    late = summary["ready_after_last_slot"]
     with staged_dir(out, kept=_warn_kept) as stage:
-        plan.save(stage / "plan.json")
-        write_atomic(stage / "summary.json", json.dumps(summary, indent=2, allow_nan=False)
-                     + "\n")
+        replanned.plan.save(stage / "plan.json")
+        write_atomic(stage / "summary.json", _summary_json(summary))
+    if as_json:
+        _emit_json(summary)
+        raise typer.Exit(0 if result.valid else 1)
     _print_metrics(result.metrics(), {"instance": inst.name, "policy": policy,
                                       "from": summary["from"], "jobs_left": rest.inst.n_jobs})
     _echo_capped([f"job {x['job']} at {x['site']}, {x['work_left_h']:.3g} GPU-h left: its "
@@ -871,18 +1047,22 @@ def _warn_kept(paths: list[Path]) -> None:
 
 @export_app.command("json")
 def export_json(plan: PlanArg,
-                out: Annotated[Path, typer.Option(help="plan.json to write.")]) -> None:
+                out: Annotated[Path, typer.Option(help="plan.json to write.")],
+                as_json: JsonFlag = False) -> None:
     """Check a plan against its schema and write it in the current schema version."""
     _check_out_file(out)
     p = _plan_to_export(plan)
     p.save(out)
+    if as_json:
+        _emit_json({"wrote": str(out), "jobs": len(p.jobs), "version": p.to_dict()["version"]})
+        return
     typer.echo(f"wrote {out}: {len(p.jobs)} jobs, schema version {p.to_dict()['version']}")
 
 
 @export_app.command("csv")
 def export_csv(plan: PlanArg,
                out: Annotated[Path, typer.Option(help="steps.csv to write.")],
-               shift_to: ShiftTo = None) -> None:
+               shift_to: ShiftTo = None, as_json: JsonFlag = False) -> None:
     """One row per step (run or transfer) with absolute times, seconds and checkpoint bytes."""
     from milp.export.steps import plan_steps, steps_frame, totals
     from milp.files import write_atomic
@@ -890,13 +1070,14 @@ def export_csv(plan: PlanArg,
     _check_out_file(out)
     steps = plan_steps(_plan_to_export(plan), shift_to)
     write_atomic(out, steps_frame(steps).to_csv(index=False))
-    _echo_totals(out, totals(steps))
+    _echo_totals(out, totals(steps), as_json=as_json)
 
 
 @export_app.command("steps")
 def export_steps(plan: PlanArg,
                  out: Annotated[Path, typer.Option(help="steps.json to write.")],
-                 shift_to: ShiftTo = None, plan_id: PlanIdOpt = None) -> None:
+                 shift_to: ShiftTo = None, plan_id: PlanIdOpt = None,
+                 as_json: JsonFlag = False) -> None:
     """steps.json: the plan id and one object per step, the fields of steps.csv
     (milp/schemas/steps-v1.schema.json)."""
     from milp.export.steps import steps_json, totals
@@ -905,7 +1086,7 @@ def export_steps(plan: PlanArg,
     _check_out_file(out)
     sched = _schedule(plan, shift_to, plan_id)
     write_atomic(out, steps_json(sched))
-    _echo_totals(out, totals(sched.steps), sched.plan_id)
+    _echo_totals(out, totals(sched.steps), sched.plan_id, as_json)
 
 
 @export_app.command("slurm")
@@ -922,6 +1103,7 @@ def export_slurm_cmd(
         help="Signal a run step gets --margin seconds before its time limit, passed on to its "
              "command so that it can checkpoint (e.g. USR1, TERM; none for no signal).")]
     = DEFAULT_SIGNAL,
+    as_json: JsonFlag = False,
 ) -> None:
     """One sbatch script per step, submit.sh (sbatch --parsable, --begin, --time,
     --dependency=afterok, --kill-on-invalid-dep=yes, partition per site) and cancel.sh.
@@ -943,7 +1125,7 @@ def export_slurm_cmd(
     _warn_unused_sites(sites, sched.steps)
     with staged_dir(out, kept=_warn_kept) as stage:
         export_slurm(sched, stage, sites, command, transfer, margin, signal)
-    _echo_totals(out / "submit.sh", totals(sched.steps), sched.plan_id)
+    _echo_totals(out / "submit.sh", totals(sched.steps), sched.plan_id, as_json)
 
 
 def _pod_options(node_label: str, image: str, transfer_image: str | None, command: str,
@@ -979,6 +1161,7 @@ def export_kubernetes_cmd(
     node_selector: NodeSelectorOpt = None,
     margin: MarginOpt = DEFAULT_MARGIN_S,
     ttl: TtlOpt = DEFAULT_TTL_S,
+    as_json: JsonFlag = False,
 ) -> None:
     """One suspended batch/v1 Job per step (site as nodeSelector, plan in annotations) and a
     kustomization.yaml: kubectl apply -k OUT creates them all; they start when something
@@ -997,7 +1180,7 @@ def export_kubernetes_cmd(
     _warn_unused_sites(sites, sched.steps)
     with staged_dir(out, kept=_warn_kept) as stage:
         export_kubernetes(sched, stage, sites, opts)
-    _echo_totals(out / "kustomization.yaml", totals(sched.steps), sched.plan_id)
+    _echo_totals(out / "kustomization.yaml", totals(sched.steps), sched.plan_id, as_json)
 
 
 @export_app.command("argo")
@@ -1027,6 +1210,7 @@ def export_argo_cmd(
     service_account: Annotated[Optional[str], typer.Option(
         help="ServiceAccount the Workflow's pods run as (Argo's executor needs its rights).")]
     = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """One Argo Workflow (workflow.yaml): a DAG that starts every step at its planned time and
     after its job's previous step; argo submit OUT/workflow.yaml runs the plan."""
@@ -1044,7 +1228,7 @@ def export_argo_cmd(
     _warn_unused_sites(sites, sched.steps)
     with staged_dir(out, kept=_warn_kept) as stage:
         size = export_argo(sched, stage, sites, opts, wait_image, kueue_queue, service_account)
-    _echo_totals(out / "workflow.yaml", totals(sched.steps), sched.plan_id)
+    _echo_totals(out / "workflow.yaml", totals(sched.steps), sched.plan_id, as_json)
     if size > 0.75 * MAX_WORKFLOW_BYTES:     # the status Argo adds while it runs needs room
         typer.echo(f"warning: the Workflow is {size / 1024:.0f} KiB as JSON; Argo fails "
                    f"Workflows over {MAX_WORKFLOW_BYTES // 1024} KiB by default, status "
@@ -1068,7 +1252,11 @@ def _check_out_file(out: Path) -> None:
     _check_parents(out)
 
 
-def _echo_totals(path: Path, t: dict, plan_id: str | None = None) -> None:
+def _echo_totals(path: Path, t: dict, plan_id: str | None = None,
+                 as_json: bool = False) -> None:
+    if as_json:
+        _emit_json({"wrote": str(path), **t, **({"plan_id": plan_id} if plan_id else {})})
+        return
     typer.echo(f"wrote {path}: {t['run_steps']} run steps ({t['compute_s']:.6g} compute s), "
                f"{t['transfer_steps']} transfer steps ({t['transfer_s']:.6g} s)"
                + (f"; plan id {plan_id}" if plan_id else ""))

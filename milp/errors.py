@@ -8,13 +8,16 @@ from __future__ import annotations
 
 
 class InputError(Exception):
-    """Bad input: names the file, the line (1 = header of a CSV) and the field when known."""
+    """Bad input: names the file, the line (1 = header of a CSV) and the field when known; for
+    an input given as a frame (:meth:`milp.instance.Instance.from_frames`), the frame and the
+    row (its index label)."""
 
     def __init__(self, file: str, message: str, *, line: int | None = None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, row: object = None) -> None:
         self.file = file
         self.line = line
         self.field = field
+        self.row = row
         self.message = message
         super().__init__(str(self))
 
@@ -22,6 +25,8 @@ class InputError(Exception):
         where = self.file
         if self.line is not None:
             where += f" line {self.line}"
+        if self.row is not None:
+            where += f" row {self.row}"
         if self.field is not None:
             where += f", field '{self.field}'"
         return _one_line(f"{where}: {_short(self.message)}")

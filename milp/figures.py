@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from milp import feasibility as fz  # noqa: E402
 from milp.files import write_atomic  # noqa: E402
@@ -32,7 +35,7 @@ def phase_diagram_png(grid: pd.DataFrame, windows_h, path: str | Path, *, alpha:
     codes = {r: i for i, r in enumerate(REGION_COLOURS)}
     z = (grid.pivot(index="checkpoint_gb", columns="bandwidth_gbps", values="region")
          .loc[sizes, bands].map(codes.get).to_numpy(dtype=float))
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=120)
     ax.pcolormesh(bands, sizes, z, cmap=ListedColormap(list(REGION_COLOURS.values())),
                   vmin=-0.5, vmax=len(codes) - 0.5, shading="nearest", alpha=0.55)
     for w in sorted(set(float(x) for x in windows_h)):
@@ -50,13 +53,23 @@ def phase_diagram_png(grid: pd.DataFrame, windows_h, path: str | Path, *, alpha:
            ylabel="checkpoint size (GB)",
            title=f"Feasibility domain: disruption ≤ {alpha:g} × window "
                  f"({', '.join(f'{w:g}' for w in windows_h)} h)")
+    for axis in (ax.xaxis, ax.yaxis):             # 1, 2, 5, 10, 20, ...: no crowded labels
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.55) for c in REGION_COLOURS.values()]
-    labels = list(REGION_COLOURS)
+    labels = [f"{r}: fits α·W for every window" if r == "feasible" else
+              f"{r}: only for the longer windows" if r == "marginal" else
+              f"{r}: for no window" for r in REGION_COLOURS]
+    handles += [Line2D([], [], color="black", lw=1.2), Line2D([], [], color="#555", ls="--",
+                                                              lw=0.8)]
+    labels += ["boundary 8·S/B + load + downtime = α·W", "class limits A | B | C (10, 100 GB)"]
     if points is not None and len(points):
         handles.append(ax.scatter(points["bandwidth_gbps"], points["checkpoint_gb"], s=14,
                                   color="black", zorder=3))
-        labels.append("jobs (fastest link from origin)")
-    ax.legend(handles, labels, loc="upper left", fontsize=8)
+        labels.append("a job (its checkpoint, fastest link from its origin)")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
+              borderaxespad=0)
     return _save(fig, path)
 
 
@@ -92,7 +105,7 @@ def timeline_png(inst, load_kw: np.ndarray, moves: np.ndarray, title: str,
         ax.set_ylabel(inst.sites[n], fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3)
     axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("hours from start")
+    clock_axis(axes[-1, 0], inst)
     return _save(fig, path)
 
 
@@ -106,7 +119,7 @@ def energy_stack_png(inst, compute_kw, transfer_kw, idle_kw, grid_kw, title: str
     power available as a line, grid power hatched (the load above the renewable line),
     renewable windows marked on top."""
     hours = np.arange(inst.n_slots + 1) * inst.slot_h
-    fig, axes = plt.subplots(inst.n_sites, 1, figsize=(9, 1.5 * inst.n_sites + 0.8), dpi=110,
+    fig, axes = plt.subplots(inst.n_sites, 1, figsize=(11, 1.5 * inst.n_sites + 1.0), dpi=110,
                              sharex=True, squeeze=False)
     for n, ax in enumerate(axes[:, 0]):
         stack = np.vstack([idle_kw[n], compute_kw[n], transfer_kw[n]])
@@ -120,17 +133,25 @@ def energy_stack_png(inst, compute_kw, transfer_kw, idle_kw, grid_kw, title: str
         for s, e in inst.windows(n):
             ax.axvspan(s * inst.slot_h, e * inst.slot_h, ymin=0.96, color="#2e7d32", alpha=0.8)
         ax.set_ylabel(f"{inst.sites[n]}\nkW", fontsize=8)
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=5)
-    axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("hours from start (bar on top: renewable windows)")
-    return _save(fig, path)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="#2e7d32", alpha=0.8))
+    labels.append(f"renewable window (≥ {inst.window_threshold_kw:g} kW)")
+    labels = [{"renewable": "renewable power available", "grid": "grid power (load above "
+               "renewable)", "idle": "idle power", "compute": "jobs running (restores "
+               "included)"}.get(x, x) for x in labels]
+    fig.legend(handles, labels, fontsize=7, loc="upper center", ncol=3,
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes[0, 0].set_title(title, pad=4)
+    clock_axis(axes[-1, 0], inst)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.5 * inst.n_sites + 1.0)))
+    return _save(fig, path, layout=False)
 
 
 def gantt_png(inst, plan, jobs: list[str], title: str, path: str | Path) -> Path:
     """One row per job: runs coloured by site, migrations as arrows labelled with their
     disruption seconds, release (|) and deadline (▼) ticks."""
     from milp.plan import Migration
-    fig, ax = plt.subplots(figsize=(10, 0.22 * len(jobs) + 1.4), dpi=110)
+    fig, ax = plt.subplots(figsize=(12, 0.22 * len(jobs) + 1.6), dpi=110)
     colours = _site_colours(inst.n_sites)
     for row, job in enumerate(jobs):
         j = inst.job_index_map[job]
@@ -151,19 +172,59 @@ def gantt_png(inst, plan, jobs: list[str], title: str, path: str | Path) -> Path
     ax.set_yticks(range(len(jobs)), jobs, fontsize=6)
     ax.invert_yaxis()
     ax.set_xlim(0, inst.horizon_s / 3600)
-    ax.set_xlabel("hours from start")
+    clock_axis(ax, inst)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n % len(colours)])
                for n in range(inst.n_sites)]
-    ax.legend(handles, list(inst.sites), fontsize=6, loc="upper right",
-              ncol=min(5, inst.n_sites))
+    labels = [f"runs at {site}" for site in inst.sites]
+    handles += [Line2D([], [], color="black", marker="|", ls="", ms=8),
+                Line2D([], [], color="#e53935", marker="v", ls="", ms=5),
+                Line2D([], [], color="black", marker=">", ls="-", lw=0.8, ms=4)]
+    labels += ["release", "deadline", "migration (disruption s)"]
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
+              borderaxespad=0)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def clock_ticks(inst, hours: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """Ticks (hours from the instance's start) on whole clock hours of the instance's UTC
+    offset, every 1, 2, 3, 4, 6, 12 or 24 h (at most 13), and their labels ``HH:MM``; on a
+    horizon over more than one day, midnight ticks also name the day (``Jun 02``)."""
+    hours = inst.horizon_s / 3600.0 if hours is None else hours
+    step = next((s for s in (1, 2, 3, 4, 6, 12, 24) if hours / s <= 12), 24 * math.ceil(
+        hours / 24 / 12))
+    start = inst.start
+    into = start.hour + start.minute / 60 + start.second / 3600
+    first = (-into) % step
+    ticks = np.arange(first, hours + 1e-9, step)
+    days = hours + into > 24
+    labels = []
+    for h in ticks:
+        t = inst.time_of(h * 3600.0)
+        labels.append(t.strftime("%b %d\n%H:%M") if days and t.hour == 0 and t.minute == 0
+                      else t.strftime("%H:%M"))
+    return ticks, labels
+
+
+def utc_offset(inst) -> str:
+    """The instance's UTC offset as ``UTC-07:00``."""
+    text = inst.start.strftime("%z")
+    return f"UTC{text[:3]}:{text[3:]}" if text else "UTC"
+
+
+def clock_axis(ax, inst) -> None:
+    """Label an x axis in hours from the instance's start with clock times
+    (:func:`clock_ticks`) and say the time zone."""
+    ticks, labels = clock_ticks(inst)
+    ax.set_xticks(ticks, labels)
+    ax.set_xlabel(f"time ({utc_offset(inst)}, the instance's clock)")
+
+
+def _save(fig, path: str | Path, layout: bool = True) -> Path:
     """Render to PNG in memory, then write atomically."""
     buf = io.BytesIO()
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return write_atomic(path, buf.getvalue())

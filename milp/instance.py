@@ -28,7 +28,7 @@ from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,8 @@ RENEWABLE = "renewable.csv"
 CARBON = "carbon.csv"
 LINKS = "links.csv"
 JOBS = "jobs.csv"
+#: Where the CSV inputs come from: a folder, or file name -> bytes (frames).
+Source = Union[Path, Mapping[str, bytes]]
 
 
 
@@ -148,6 +150,26 @@ class Instance:
         if self.from_checkpoint is None:
             object.__setattr__(self, "from_checkpoint", read_only(np.zeros(len(self.jobs), bool)))
 
+    @classmethod
+    def from_frames(cls, *, sites: pd.DataFrame, renewable: pd.DataFrame, jobs: pd.DataFrame,
+                    links: pd.DataFrame | None = None, carbon: pd.DataFrame | None = None,
+                    name: str, start: datetime | str | None = None,
+                    slot_minutes: float | None = None, slots: int | None = None,
+                    **sections: Mapping[str, Any]) -> "Instance":
+        """An instance from pandas frames instead of a folder, checked as a folder is.
+
+        ``sites``, ``renewable``, ``links`` (default: none), ``jobs`` and ``carbon`` (default:
+        none) have the columns of the CSV files (README.md, "Instance format"); times are ISO 8601 strings or
+        timezone-aware timestamps; ``renewable`` may carry its times as a DatetimeIndex.
+        ``name``, ``start`` (default: the first renewable time), ``slot_minutes`` (default
+        15), ``slots`` (default: renewable's rows) and the sections ``migration``,
+        ``defaults``, ``execution``, ``objective`` (dicts) are the keys of ``instance.toml``.
+        A mistake raises :class:`~milp.errors.InputError` naming the frame, the row (its index
+        label) and the column."""
+        return instance_from_frames(sites=sites, renewable=renewable, jobs=jobs, links=links,
+                                    carbon=carbon, name=name, start=start, slot_minutes=slot_minutes,
+                                    slots=slots, **sections)
+
     # ---- time ---------------------------------------------------------------------------
     @property
     def slot_s(self) -> float:
@@ -228,12 +250,18 @@ def load_instance(directory: str | Path) -> Instance:
     d = Path(directory)
     if not d.is_dir():
         raise InputError(str(directory), "not a directory")
-    head = _read_toml(d)
+    return _build(_read_toml(d), d)
+
+
+def _build(head: dict[str, Any], d: Source) -> Instance:
+    """The instance of a checked ``instance.toml`` (:func:`_check_toml`) and the four CSV
+    files of ``d`` (a folder, or file name -> bytes: :meth:`Instance.from_frames`)."""
     start, slot_s, n_slots = head["start"], head["slot_minutes"] * 60.0, head["slots"]
     sites = _read_sites(d)
     renewable = _read_renewable(d, sites["site"], start, slot_s, n_slots)
+    has_carbon = CARBON in d if isinstance(d, Mapping) else (d / CARBON).exists()
     carbon = _read_renewable(d, sites["site"], start, slot_s, n_slots, CARBON) \
-        if (d / CARBON).exists() else None
+        if has_carbon else None
     links = _read_links(d, sites["site"])
     jobs = _read_jobs(d, sites, start, slot_s, n_slots, head["defaults"]["compute_kw"])
     return Instance(
@@ -253,6 +281,61 @@ def load_instance(directory: str | Path) -> Instance:
         compute_kw=read_only(jobs["compute_kw"]),
         extra=MappingProxyType({k: v for k, v in ((SITES, sites["extra"]), (JOBS, jobs["extra"]))
                                 if v is not None}))
+
+
+#: What :meth:`Instance.from_frames` calls each input in its messages.
+FRAME_NAMES = {TOML: "settings", SITES: "sites", RENEWABLE: "renewable", LINKS: "links",
+               JOBS: "jobs", CARBON: "carbon"}
+
+
+def instance_from_frames(*, sites: pd.DataFrame, renewable: pd.DataFrame, jobs: pd.DataFrame,
+                         links: pd.DataFrame | None = None,
+                         carbon: pd.DataFrame | None = None, name: str,
+                         start: datetime | str | None = None, slot_minutes: float | None = None,
+                         slots: int | None = None, **sections: Mapping[str, Any]) -> Instance:
+    """:meth:`Instance.from_frames`: the frames are written as the CSV files they stand for and
+    read by the same code as a folder, so they are checked alike; a mistake names the frame,
+    its row (the frame's index label) and the column, e.g. ``jobs row 3, field 'release'``,
+    or ``settings, field 'migration.alpha'``."""
+    frames = {SITES: sites, RENEWABLE: renewable, JOBS: jobs,
+              LINKS: links if links is not None else pd.DataFrame(columns=["src", "dst",
+                                                                             "gbps"])}
+    if carbon is not None:
+        frames[CARBON] = carbon
+    for key in (RENEWABLE, CARBON):
+        f = frames.get(key)
+        if isinstance(f, pd.DataFrame) and "time" not in f.columns and \
+                isinstance(f.index, pd.DatetimeIndex):
+            frames[key] = f.rename_axis("time").reset_index()
+    for key, frame in frames.items():
+        if not isinstance(frame, pd.DataFrame):
+            raise InputError(FRAME_NAMES[key], f"must be a pandas DataFrame, got "
+                             f"{type(frame).__name__}")
+    raw: dict[str, Any] = {"name": name, **{k: dict(v) for k, v in sections.items()}}
+    first = frames[RENEWABLE]["time"].iloc[0] if "time" in frames[RENEWABLE] and \
+        len(frames[RENEWABLE]) else None
+    raw["start"] = start if start is not None else first
+    raw["slots"] = slots if slots is not None else len(frames[RENEWABLE])
+    if slot_minutes is not None:
+        raw["slot_minutes"] = slot_minutes
+    if isinstance(raw.get("start"), pd.Timestamp):
+        raw["start"] = raw["start"].to_pydatetime()
+    if raw.get("execution", {}).get("max_restarts", "") is None:
+        raw["execution"]["max_restarts"] = "none"
+    texts = {key: frame.to_csv(index=False).encode()
+             for key, frame in frames.items()}
+    try:
+        return _build(_check_toml(raw), texts)
+    except InputError as e:
+        where = FRAME_NAMES.get(e.file, e.file)
+        frame = frames.get(e.file)
+        row = None
+        if frame is not None and e.line is not None and e.line >= 2 and \
+                e.line - 2 < len(frame):
+            row = frame.index[e.line - 2]
+        elif e.line is not None:
+            where += " header" if e.line == 1 else ""
+        raise InputError(where, e.message, field=e.field, row=row) from None
 
 
 def read_only(a) -> np.ndarray:
@@ -283,6 +366,11 @@ def _read_toml(d: Path) -> dict[str, Any]:
         raise InputError(TOML, f"not UTF-8 text (bad byte at offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(TOML, f"invalid TOML: {e}") from None
+    return _check_toml(raw)
+
+
+def _check_toml(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``instance.toml`` (parsed), checked, with their defaults."""
     _reject_unknown(raw, _TOML_KEYS, "")
     for key in ("name", "start", "slots"):
         if key not in raw:
@@ -384,7 +472,7 @@ def _toml_time(value: Any) -> datetime:
 
 # ---- CSV helpers -------------------------------------------------------------------------
 
-def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = False,
+def _read_csv(d: Source, name: str, required: list[str], *, may_be_bare: bool = False,
               max_rows: int | None = None, what: str = "rows", why: str = "") -> pd.DataFrame:
     """Read a CSV as strings; the frame index is the file line number of each data row.
 
@@ -393,7 +481,7 @@ def _read_csv(d: Path, name: str, required: list[str], *, may_be_bare: bool = Fa
     row beyond the limit, before the rest of the file is read (size policy,
     :mod:`milp.limits`).
     """
-    raw = read_input(d / name, name)
+    raw = d[name] if isinstance(d, Mapping) else read_input(d / name, name)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -551,7 +639,7 @@ def _extra(df: pd.DataFrame, known: list[str], id_col: str) -> pd.DataFrame | No
 
 # ---- the four tables ---------------------------------------------------------------------
 
-def _read_sites(d: Path) -> dict[str, Any]:
+def _read_sites(d: Source) -> dict[str, Any]:
     df = _read_csv(d, SITES, ["site", "gpus"], max_rows=MAX_SITES, what="sites")
     names = _ids(df, SITES, "site")
     if "time" in names:
@@ -569,7 +657,7 @@ def _read_sites(d: Path) -> dict[str, Any]:
             "extra": _extra(df, ["site", "gpus", "idle_kw", "compute_kw", "wan_gbps"], "site")}
 
 
-def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
+def _read_renewable(d: Source, sites: list[str], start: datetime, slot_s: float,
                     n_slots: int, name: str = RENEWABLE) -> np.ndarray:
     """A per-site, per-slot table (renewable.csv, carbon.csv): a time column on the slot grid,
     one row per slot in order, one numeric column (>= 0) per site."""
@@ -581,7 +669,7 @@ def _read_renewable(d: Path, sites: list[str], start: datetime, slot_s: float,
     return np.vstack([_numbers(df, name, s) for s in sites])
 
 
-def _read_links(d: Path, sites: list[str]) -> np.ndarray:
+def _read_links(d: Source, sites: list[str]) -> np.ndarray:
     gbps = np.zeros((len(sites), len(sites)))
     df = _read_csv(d, LINKS, ["src", "dst", "gbps"], may_be_bare=True)
     src = _site_refs(df, LINKS, "src", sites)
@@ -598,7 +686,7 @@ def _read_links(d: Path, sites: list[str]) -> np.ndarray:
     return gbps
 
 
-def _read_jobs(d: Path, sites: dict[str, Any], start: datetime, slot_s: float, n_slots: int,
+def _read_jobs(d: Source, sites: dict[str, Any], start: datetime, slot_s: float, n_slots: int,
                default_kw: float) -> dict[str, Any]:
     known = ["job", "origin", "release", "deadline", "work_h", "checkpoint_gb", "compute_kw"]
     limit = max_jobs(n_slots)

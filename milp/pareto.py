@@ -124,7 +124,8 @@ def trace(inst: Instance, points: int, options: SolveOptions,
 
 def _solve(inst: Instance, bound_h: float | None, options: SolveOptions,
            seeds: tuple[Plan, ...]) -> Solved:
-    opt = replace(options, max_mean_jct_h=bound_h, seed_plans=seeds, started=None)
+    opt = replace(options, max_mean_jct_h=bound_h, max_jct_increase_pct=None, seed_plans=seeds,
+                  started=None)
     try:
         plan, facts = plan_milp(inst, opt)
     except NoPlanFound as e:
@@ -165,6 +166,21 @@ def _row(policy: str, e: Evaluation, static: Evaluation, bound: float | None,
             e.unfinished_jobs, e.valid, status, gap, plan]
 
 
+def summary(inst: Instance, frontier: Frontier, points: int, options: dict, command: str
+            ) -> dict:
+    """summary.json: the options, the static plan's mean JCT, the bounds and every solve."""
+    return {"instance": inst.name, "objective": frontier.objective, "points": points,
+            "options": dict(options), "command": command,
+            "static_mean_jct_h": frontier.static_jct_h, "bounds_h": frontier.bounds_h,
+            "solves": [{"bound_mean_jct_h": s.bound_h, "status": s.status,
+                        "mean_jct_h": s.evaluation.mean_jct_h if s.evaluation else None,
+                        "grid_energy_kwh": s.evaluation.grid_energy_kwh if s.evaluation
+                        else None,
+                        "grid_co2_kg": s.evaluation.grid_co2_kg if s.evaluation else None,
+                        "solver": s.facts.to_dict() if s.facts else None}
+                       for s in frontier.solved]}
+
+
 def figure(frontier: Frontier, table: pd.DataFrame, title: str, path) -> None:
     """pareto.png from :func:`tables`' rows (:func:`milp.figures.pareto_png`)."""
     from milp.figures import pareto_png
@@ -173,4 +189,4 @@ def figure(frontier: Frontier, table: pd.DataFrame, title: str, path) -> None:
     label = "grid CO₂ (kg)" if frontier.objective == "co2" else "grid energy (kWh)"
     t = table.assign(cost=table[key])
     pareto_png(t[t["policy"] == "milp"], t[t["policy"] != "milp"], frontier.static_jct_h,
-               label, title, path)
+               label, f"{title}: {label.split(' (')[0]} against mean JCT", path)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from milp.instance import Instance
 
 SCHEMA_NAME = "milp-plan"
+#: Columns of :meth:`Plan.to_frame`.
+FRAME_COLUMNS = ("job", "step", "kind", "site", "src", "dst", "start", "end", "start_s",
+                 "end_s", "restore_s", "checkpoint_gb", "transfer_s", "disruption_s", "lost")
 SCHEMA_VERSION = 3
 #: Oldest plan.json version this milp reads (older ones are refused with a clear message).
 FIRST_VERSION = 1
@@ -170,6 +173,33 @@ class Plan:
     def save(self, path: str | Path) -> Path:
         return write_atomic(path, self.to_json())
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step, jobs in plan order, columns :data:`FRAME_COLUMNS`: ``job``,
+        ``step`` (position in the job's chain, from 0), ``kind`` (``run`` or ``migration``),
+        ``site`` (a run's), ``src`` and ``dst`` (a migration's), ``start`` and ``end``
+        (timezone-aware times: a run's end, a migration's start + disruption), ``start_s`` and
+        ``end_s`` (seconds from the plan's start), ``restore_s`` (a run's first seconds loading
+        its checkpoint), ``checkpoint_gb``, ``transfer_s`` and ``disruption_s`` (a
+        migration's), ``lost`` (a run whose work a fault undid, ``milp replay``)."""
+        origin = pd.Timestamp(self.start)
+        rows = []
+        for jp in self.jobs:
+            for k, s in enumerate(jp.steps):
+                run = isinstance(s, Run)
+                rows.append({
+                    "job": jp.job, "step": k, "kind": "run" if run else "migration",
+                    "site": s.site if run else None, "src": None if run else s.src,
+                    "dst": None if run else s.dst, "start_s": s.start_s, "end_s": s.end_s,
+                    "restore_s": s.restore_s if run else 0.0,
+                    "checkpoint_gb": 0.0 if run else s.checkpoint_gb,
+                    "transfer_s": 0.0 if run else s.transfer_s,
+                    "disruption_s": 0.0 if run else s.disruption_s,
+                    "lost": bool(run and s.lost)})
+        df = pd.DataFrame(rows, columns=[c for c in FRAME_COLUMNS if c not in ("start", "end")])
+        df["start"] = origin + pd.to_timedelta(df["start_s"].astype(float), unit="s")
+        df["end"] = origin + pd.to_timedelta(df["end_s"].astype(float), unit="s")
+        return df[list(FRAME_COLUMNS)]
+
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         """Read and check a plan.json (schema, size policy, printable names)."""
@@ -232,6 +262,29 @@ def check_chains(plan: Plan, source: str = "plan.json") -> None:
                                      f"({s.transfer_s:g} s), which it includes",
                                      field=f"{where}.disruption_s")
                 here, free = s.dst, s.start_s + s.transfer_s
+
+
+def check_matches(plan: Plan, inst: Instance, source: str = "plan.json") -> None:
+    """Refuse, with one line naming the field, a plan made for another instance: its
+    ``instance`` name, its ``start`` (as an instant) or its ``slot_minutes`` differ from the
+    instance's. (A plan that matches but names an unknown job or site is the evaluator's to
+    report, or :func:`check_names`'.)"""
+    from datetime import datetime
+
+    if plan.instance != inst.name:
+        raise InputError(source, f"is a plan for instance {plan.instance!r}, not "
+                         f"{inst.name!r}", field="instance")
+    try:
+        start = datetime.fromisoformat(plan.start)
+    except ValueError:
+        start = None
+    if start is None or start.tzinfo is None or start != inst.start:
+        raise InputError(source, f"the plan starts at {plan.start}, instance {inst.name!r} at "
+                         f"{inst.start.isoformat()}", field="start")
+    if abs(plan.slot_minutes - inst.slot_minutes) > 1e-9:
+        raise InputError(source, f"the plan has {plan.slot_minutes:g}-minute slots, instance "
+                         f"{inst.name!r} {inst.slot_minutes:g}-minute ones",
+                         field="slot_minutes")
 
 
 def check_names(plan: Plan, inst: Instance, source: str = "plan.json") -> None:
@@ -307,7 +360,8 @@ def schedule_frame(plan: Plan, inst) -> pd.DataFrame:
 
     ``state`` is ``pending`` (before release), ``migrating`` (a migration overlaps the slot),
     ``running`` (it runs in the slot), ``waiting`` (released, more steps to come) or ``ended``
-    (after its last step). ``run_s`` / ``migration_s``: seconds of the slot spent on each.
+    (after its last step). ``run_s`` / ``migration_s``: seconds of the slot spent on each (to the
+    millisecond).
     Jobs of the instance missing from the plan appear as never run.
     """
     bounds = np.arange(inst.n_slots + 1) * inst.slot_s
@@ -341,7 +395,7 @@ def schedule_frame(plan: Plan, inst) -> pd.DataFrame:
         state = np.where(bounds[1:] <= inst.release_s[j], "pending", state)
         frames.append(pd.DataFrame({
             "job": job, "slot": np.arange(inst.n_slots), "time": times, "site": site,
-            "state": state, "run_s": np.round(run_s, 6), "migration_s": np.round(mig_s, 6)}))
+            "state": state, "run_s": np.round(run_s, 3), "migration_s": np.round(mig_s, 3)}))
     return pd.concat(frames, ignore_index=True)[SCHEDULE_COLUMNS]
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -269,11 +269,13 @@ def triggers(inst: Instance, plan: Plan, faults: Faults, replan_every_s: float |
 
 
 def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None,
-           replan_every_s: float | None = None, time_limit_s: float = 30.0,
-           planned: Evaluation | None = None) -> Replay:
+           replan_every_s: float | None = None, options: Mapping[str, Any] | None = None,
+           planned: Evaluation | None = None,
+           progress: Callable[[dict], None] | None = None) -> Replay:
     """Execute ``plan`` in the reality ``faults`` describe; re-plan with policy ``replan`` at
-    each trigger (plan once when ``None``). Scores the executed plan with the evaluator;
-    ``planned`` is the plan's own evaluation on ``inst``, if the caller has it already."""
+    each trigger (plan once when ``None``; ``options``: the MILP's, its time limit per
+    re-plan). Scores the executed plan with the evaluator; ``planned`` is the plan's own
+    evaluation on ``inst``, if the caller has it already."""
     real = reality(inst, faults)
     dark = faults.dark_from(inst.n_sites)
     ex = _Executor(inst, real.link_gbps, dark, faults.checkpoint_every_s)
@@ -293,7 +295,7 @@ def replay(inst: Instance, plan: Plan, faults: Faults, replan: str | None = None
         ex.follow(current, at)
         state = ex.state(at, _known_factor(ex, faults, at))
         first_state = first_state or state
-        candidate, _, _ = replan_from(inst, state, replan, time_limit_s)
+        candidate, _, _ = replan_from(inst, state, replan, options, progress)
         current, verdict = _better(inst, ex, state, current, candidate)
         events.append({"time_s": at, "event": f"re-plan with {replan} ({why}): {verdict}"})
         done_until = at

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -259,8 +259,11 @@ def shift(plan: Plan, inst: Instance, offset_s: float, policy: str) -> Plan:
                            for jp in plan.jobs))
 
 
-def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> Plan:
+def plan_remainder(rest: Remainder, policy: str, options: Mapping[str, Any] | None = None,
+                   progress: Callable[[dict], None] | None = None) -> Plan:
     """Run ``policy`` (a greedy name or ``milp``) on a remainder; the plan is on its clock.
+    ``options``: the MILP's (:data:`milp.run.DEFAULTS` for those not given; ``elastic`` is
+    always on here); ``progress`` hears the MILP's progress events.
 
     The MILP runs elastic: after a fault, some deadlines may no longer be reachable, and the
     re-plan must still say what it can do for every job. Its greedy seeds may miss deadlines
@@ -274,12 +277,13 @@ def plan_remainder(rest: Remainder, policy: str, time_limit_s: float = 30.0) -> 
         return Plan(instance=rest.inst.name, start=rest.inst.start.isoformat(),
                     slot_minutes=rest.inst.slot_minutes, policy=policy, jobs=())
     if policy == "milp":
-        from milp.engine.solve import SEED_POLICIES, NoPlanFound, SolveOptions, plan_milp
+        from milp.engine.solve import SEED_POLICIES, NoPlanFound, plan_milp
+        from milp.run import solve_options
 
         candidates = [POLICIES[name](rest.inst, None) for name in SEED_POLICIES]
         try:
-            candidates.append(plan_milp(rest.inst, SolveOptions(
-                time_limit_s=time_limit_s, elastic=True, threads=1))[0])
+            candidates.append(plan_milp(rest.inst, solve_options(
+                {**(options or {}), "elastic": True}, progress=progress))[0])
         except NoPlanFound:
             pass
 
@@ -298,10 +302,10 @@ def outlook(e: Evaluation) -> tuple[float, float]:
     return round(e.unfinished_work_h, 6), round(e.grid_energy_kwh, 6)
 
 
-def replan(inst: Instance, state: State, policy: str, time_limit_s: float = 30.0
-           ) -> tuple[Plan, Remainder, Plan]:
+def replan(inst: Instance, state: State, policy: str, options: Mapping[str, Any] | None = None,
+           progress: Callable[[dict], None] | None = None) -> tuple[Plan, Remainder, Plan]:
     """Plan the rest of the horizon from ``state``: (plan on the instance's clock, the
-    remainder problem, the plan on the remainder's clock)."""
+    remainder problem, the plan on the remainder's clock). ``options``: the MILP's."""
     rest = remainder(inst, state)
-    local = plan_remainder(rest, policy, time_limit_s)
+    local = plan_remainder(rest, policy, options, progress)
     return shift(local, inst, rest.offset_s, f"replan:{policy}"), rest, local

@@ -225,3 +225,130 @@ def test_phase_diagram_writes_its_csv_only_with_its_png(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_cli("phase-diagram", "--points", "5", "--out", tmp_path / "pd.png")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- --json, provenance, --version -------------------------------------------------------------
+
+#: Every command that prints results, with arguments (OUT: an output under the test's folder).
+JSON_COMMANDS = {
+    "check": ["check", TINY],
+    "feasibility": ["feasibility", "--checkpoint-gb", "40", "--bandwidth-gbps", "10"],
+    "phase-diagram": ["phase-diagram", "--points", "5", "--out", "OUT.png"],
+    "evaluate": ["evaluate", TINY, "PLAN"],
+    "plan": ["plan", TINY, "--policy", "static", "--out", "OUT"],
+    "bench": ["bench", TINY, "--policies", "static,wait-awhile", "--out", "OUT"],
+    "report": ["report", TINY, "PLAN", "--out", "OUT"],
+    "build-instance": ["build-instance", "--out", "OUT", "--jobs", "10", "--sites", "2"],
+    "pareto": ["pareto", TINY, "--points", "1", "--time-limit", "3", "--out", "OUT"],
+    "replay": ["replay", TINY, "PLAN", "--out", "OUT", "--bandwidth-factor", "0.5"],
+    "replan": ["replan", TINY, "--state", "STATE", "--policy", "static", "--out", "OUT"],
+    "export json": ["export", "json", "PLAN", "--out", "OUT.json"],
+    "export csv": ["export", "csv", "PLAN", "--out", "OUT.csv"],
+    "export steps": ["export", "steps", "PLAN", "--out", "OUT.json"],
+    "export slurm": ["export", "slurm", "PLAN", "--out", "OUT"],
+    "export kubernetes": ["export", "kubernetes", "PLAN", "--out", "OUT"],
+    "export argo": ["export", "argo", "PLAN", "--out", "OUT"],
+}
+
+
+def test_every_command_has_json():
+    from typer.main import get_command
+
+    from milp.cli import app
+
+    def leaves(group, prefix=""):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from leaves(cmd, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", cmd
+    found = dict(leaves(get_command(app)))
+    assert set(found) == set(JSON_COMMANDS)
+    for name, cmd in found.items():
+        assert any("--json" in p.opts for p in cmd.params), name
+
+
+@pytest.mark.parametrize("command", JSON_COMMANDS)
+def test_json_output_is_json(tmp_path, inputs, command):
+    code, out, err = run_main(*argv(JSON_COMMANDS[command], tmp_path, inputs), "--json")
+    assert code == 0, (out, err)
+    data = json.loads(out)
+    assert data
+    if command in ("plan", "replan", "replay"):
+        assert data == json.loads((tmp_path / "out" / "summary.json").read_text())
+        prov = data["provenance"]
+        assert {"milp", "highs", "pyomo", "python", "cores", "started", "wall_s",
+                "command"} <= set(prov) and prov["command"].startswith(f"milp {command} ")
+        assert "options" in data
+
+
+def test_plan_summary_records_options_versions_and_writes_timeseries(tmp_path):
+    from milp.evaluate import evaluate
+    from milp.instance import load_instance
+    from milp.plan import Plan
+    import milp
+    import numpy as np
+    import pandas as pd
+
+    code, out, err = run_main("plan", TINY, "--time-limit", "20", "--seed", "5", "--gap",
+                              "0.02", "--out", tmp_path / "o", "--quiet")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["policy"] == "milp"                                   # the default
+    assert summary["options"] == {**milp.DEFAULTS, "time_limit_s": 20.0, "seed": 5,
+                                  "gap": 0.02}
+    prov = summary["provenance"]
+    assert prov["milp"] == milp.__version__ and prov["cores"] >= 1
+    assert prov["wall_s"] >= summary["wall_s"] > 0
+    assert "--seed 5" in prov["command"]
+    inst = load_instance(TINY)
+    e = evaluate(inst, Plan.load(tmp_path / "o" / "plan.json"))
+    ts = pd.read_parquet(tmp_path / "o" / "timeseries.parquet")
+    assert np.allclose(ts.load_kw.to_numpy().reshape(inst.n_sites, -1) * inst.slot_h,
+                       e.load_kwh, atol=1e-6)
+    csv = pd.read_csv(tmp_path / "o" / "timeseries.csv")
+    assert csv.time[0] == "2024-06-01T00:00:00-07:00" and len(csv) == len(ts)
+
+
+def test_bench_cells_record_their_options_and_provenance(tmp_path):
+    code, out, err = run_main("bench", TINY, "--policies", "static,milp", "--time-limit", "10",
+                              "--engine", "decomposition", "--out", tmp_path / "b", "--quiet")
+    assert code == 0, err
+    cell = json.loads((tmp_path / "b" / "cells" / "tiny-3site" / "milp" / "summary.json")
+                      .read_text())
+    assert cell["options"]["time_limit_s"] == 10 and cell["options"]["engine"] == \
+        "decomposition"
+    assert cell["provenance"]["command"].startswith("milp bench ")
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "time_limit_s 10" in md and "engine decomposition" in md
+
+
+def test_interchange_files_carry_no_float_noise(tmp_path):
+    """steps.csv used to hold 479.9999999999968."""
+    import pandas as pd
+
+    steps = (Run("city", 0.0, 479.9999999999968), Run("city", 2699.9999999999995,
+                                                      4500.000000000001, restore_s=10.4))
+    path = Plan("tiny-3site", "2024-06-01T00:00:00-07:00", 15, "p",
+                (JobPlan("j01", steps),)).save(tmp_path / "p.json")
+    assert run_main("export", "csv", path, "--out", tmp_path / "s.csv")[0] == 0
+    text = (tmp_path / "s.csv").read_text()
+    assert "479.99" not in text and "2699.99" not in text and "4500.0000" not in text
+    rows = pd.read_csv(tmp_path / "s.csv")
+    assert rows.end_s.tolist() == [480.0, 4500.0] and rows.start_s.tolist() == [0.0, 2700.0]
+    assert rows.end[0] == "2024-06-01T00:08:00-07:00"
+    from milp.instance import load_instance
+    from milp.plan import schedule_frame
+    sched = schedule_frame(Plan.load(path), load_instance(TINY))
+    assert set(sched.run_s.round(3)) == set(sched.run_s)
+
+
+def test_json_stdout_stays_json_when_the_solver_talks(tmp_path):
+    """highspy prints HiGHS's banner on descriptor 1 when the decomposition makes a model: it
+    used to land in stdout, before the results."""
+    r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()", "plan",
+                        str(TINY), "--engine", "decomposition", "--time-limit", "10", "--out",
+                        str(tmp_path / "o"), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["solver"]["engine"] == "decomposition"
+    assert "Running HiGHS" not in r.stdout + r.stderr            # only with --verbose

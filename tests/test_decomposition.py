@@ -64,6 +64,32 @@ def test_pricing_reproduces_the_masters_reduced_costs():
     assert checked > inst.n_jobs // 2
 
 
+def test_pricing_reproduces_reduced_costs_with_carbon_weights_and_a_jct_row():
+    """The same identity with the CO₂ objective (grid rows priced in [0, weight]) and a
+    mean-JCT row whose dual charges each hour of a schedule's completion time."""
+    inst = load_instance(TINY.parent / "paper-5site")
+    goal = physics.Goal.of(inst, "co2", 6.0)
+    master = Master(inst, elastic=False, weights=goal.weights, jct_budget_h=goal.jct_budget_h)
+    for _, plan, _ in seeds_of(inst, goal):
+        master.add(columns_of_solution(inst, physics.solution_from_plan(inst, plan)).values())
+    master.solve_lp(60)
+    d = master.duals()
+    rng = np.random.default_rng(2)
+    N, T = inst.n_sites, inst.n_slots
+    d.gpu, d.grid = -0.05 * rng.random((N, T)), rng.random((N, T)) * goal.weights
+    d.link, d.full = -0.1 * rng.random((N, N, T)), 0.01 * rng.random((N, T))
+    d.jct = -0.3
+    checked = 0
+    for j in range(inst.n_jobs):
+        path = price(inst, job_space(inst, j), d, False)
+        if not path.exact:
+            continue
+        col = column_of(inst, j, path.x, path.moves)
+        assert master.reduced_cost(col, d) == pytest.approx(path.cost - d.conv[j], abs=1e-9)
+        checked += 1
+    assert checked > inst.n_jobs // 2
+
+
 def _compact_point(inst, plan, facts):
     """The plan is a feasible point of the compact model with the same objective."""
     sol = physics.solution_from_plan(inst, plan)

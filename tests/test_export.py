@@ -107,7 +107,7 @@ def test_every_export_keeps_every_step_and_second(which, moving_plan, tmp_path):
     assert sum(o["kind"] == "run" for o in objs) == runs
     assert sum(o["kind"] == "transfer" for o in objs) == moves
     assert sum(o["end_s"] - o["start_s"] for o in objs if o["kind"] == "run") == pytest.approx(
-        compute_s, rel=1e-12)
+        compute_s, abs=1e-3 * runs)                   # steps.json: to the millisecond
     for kind in ("slurm", "k8s", "argo"):     # every folder export has the same two files
         assert (tmp_path / kind / "steps.csv").read_text() == \
             (tmp_path / "steps.csv").read_text()

@@ -116,7 +116,8 @@ def test_outage_mid_job_falls_back_to_the_last_checkpoint(tmp_path):
 def test_replan_after_the_outage_recovers(tmp_path, policy):
     inst = outage_instance(tmp_path)
     plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
-    r = replay(inst, plan, Faults(outages=((0, 70 * 60.0),)), replan=policy, time_limit_s=10)
+    r = replay(inst, plan, Faults(outages=((0, 70 * 60.0),)), replan=policy,
+               options={"time_limit_s": 10})
     assert r.actual.valid and r.actual.unfinished_jobs == 0 and r.actual.deadline_misses == 0
     assert r.actual.lost_work_h == pytest.approx(10 / 60)
     steps = r.executed.jobs[0].steps
@@ -334,7 +335,8 @@ def test_bad_replay_options_are_refused_before_anything_is_written(tmp_path, arg
 def test_an_outage_at_time_zero_is_handled(tmp_path):
     inst = outage_instance(tmp_path)
     plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
-    r = replay(inst, plan, Faults(outages=((0, 0.0),)), replan="milp", time_limit_s=10)
+    r = replay(inst, plan, Faults(outages=((0, 0.0),)), replan="milp",
+               options={"time_limit_s": 10})
     assert any("re-plan with milp (outage at a)" in e["event"] for e in r.events)
     assert r.first_state.at_s == 0 and r.first_state.down_sites == {0}
     assert r.actual.unfinished_jobs == 0 and r.actual.lost_work_h == 0

@@ -4,11 +4,14 @@ CO₂ objective, on days whose answers are worked out by hand."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from milp.engine.solve import SolveOptions, plan_milp
 from milp.evaluate import evaluate
 from milp.instance import load_instance
 from tests.conftest import write_instance
+from tests.test_physics import load_case, small_instances
 
 H = 3600.0
 ENGINES = [dict(engine="compact", gap=0, abs_gap=0),
@@ -96,3 +99,30 @@ def test_the_co2_objective_runs_when_the_grid_is_cleanest(tmp_path, engine):
     assert kwh.grid_co2_kg == pytest.approx(0.375)
     assert co2.grid_co2_kg == pytest.approx(0.075)
     assert co2.grid_co2_kg <= kwh.grid_co2_kg + 1e-12
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(small_instances(), st.floats(0.0, 1.0))
+def test_the_jct_bound_holds_in_every_returned_plan(case, share):
+    """Random small days, a bound between static's mean JCT and twice it: whatever either engine
+    returns meets the bound by the evaluator, and the compact engine's grid energy under the
+    bound is never below the unconstrained optimum (a bound can only cost)."""
+    from milp.engine.solve import NoPlanFound, static_mean_jct_h
+    inst = load_case(case)
+    bound = static_mean_jct_h(inst) * (1 + share)
+    grids = {}
+    for engine in ENGINES:
+        for h in (None, bound):
+            try:
+                plan, _ = plan_milp(inst, SolveOptions(time_limit_s=600, threads=1,
+                                                       max_mean_jct_h=h, **engine))
+            except NoPlanFound:
+                continue
+            e = evaluate(inst, plan)
+            assert e.valid
+            if h is not None:
+                assert e.mean_jct_h <= h + 1e-9
+            grids[engine["engine"], h] = e.grid_energy_kwh
+    if ("compact", None) in grids and ("compact", bound) in grids:
+        assert grids["compact", bound] >= grids["compact", None] - 1e-6

@@ -59,6 +59,8 @@ class SolveOptions:
     started: float | None = None  #: time.perf_counter() the time limit counts from
     objective: str = "grid-kwh"   #: grid-kwh or co2 (needs carbon.csv); the other breaks ties
     max_mean_jct_h: float | None = None   #: mean job completion time bound (hours)
+    #: ... or the bound as a change (%) of the ``static`` plan's mean JCT (-18: 18 % lower)
+    max_jct_increase_pct: float | None = None
     #: called with a dict on each step of the solve — ``phase`` (seeds, lp, mip, search, dive,
     #: compact, done), ``elapsed_s``, ``incumbent`` (objective of the best plan so far),
     #: ``bound``, ``gap`` (relative), and for column generation ``iteration`` and ``columns``
@@ -147,6 +149,16 @@ def static_mean_jct_h(inst: Instance) -> float:
     return evaluate(inst, POLICIES["static"](inst, None)).mean_jct_h
 
 
+def jct_bound_h(inst: Instance, opt: SolveOptions) -> float | None:
+    """The mean-JCT bound (hours) of the options: ``max_mean_jct_h``, or the static plan's
+    mean JCT changed by ``max_jct_increase_pct``; None without either (both: ValueError)."""
+    if opt.max_jct_increase_pct is None:
+        return opt.max_mean_jct_h
+    if opt.max_mean_jct_h is not None:
+        raise ValueError("give max_mean_jct_h or max_jct_increase_pct, not both")
+    return static_mean_jct_h(inst) * (1 + opt.max_jct_increase_pct / 100)
+
+
 def best_seed(inst: Instance) -> tuple[str, Plan, float] | None:
     """The greedy plan with least grid energy that is valid and meets every deadline."""
     seeds = seeds_of(inst)
@@ -169,9 +181,10 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     opt = options or SolveOptions()
     started = opt.started if opt.started is not None else time.perf_counter()
     deadline = started + opt.time_limit_s
-    if opt.max_mean_jct_h is not None and opt.elastic:
+    bound_h = jct_bound_h(inst, opt)
+    if bound_h is not None and opt.elastic:
         raise ValueError("a mean-JCT bound needs every job to finish: not with elastic")
-    goal = physics.Goal.of(inst, opt.objective, opt.max_mean_jct_h)
+    goal = physics.Goal.of(inst, opt.objective, bound_h)
     t0 = time.perf_counter()
     seeds = seeds_of(inst, goal, opt.seed_plans) if opt.warm_start else []
     seed = seeds[0] if seeds else None

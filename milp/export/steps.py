@@ -83,8 +83,16 @@ class Step:
 
 
 def iso(t: datetime) -> str:
-    """ISO 8601 with offset; milliseconds only when the time has a fraction of a second."""
+    """ISO 8601 with offset, rounded to the millisecond; milliseconds only when the time has
+    a fraction of a second left."""
+    t = t.replace(microsecond=0) + timedelta(milliseconds=round(t.microsecond / 1000))
     return t.isoformat(timespec="milliseconds" if t.microsecond else "seconds")
+
+
+def ms(seconds: float) -> float:
+    """Seconds rounded to the millisecond, as every interchange file writes them (a plan's
+    times come from solvers with float noise: 479.9999999999968 is 480.0)."""
+    return round(float(seconds), 3) + 0.0
 
 
 def plan_start(plan: Plan, shift_to: str | None = None) -> datetime:
@@ -134,13 +142,14 @@ def plan_steps(plan: Plan, shift_to: str | None = None) -> list[Step]:
 
 def step_record(s: Step) -> dict[str, Any]:
     """One step as a flat record, fields :data:`STEP_COLUMNS` (times ISO 8601): a row of
-    ``steps.csv``, an object of ``steps.json`` (where an empty ``after``/``dst`` is null)."""
+    ``steps.csv``, an object of ``steps.json`` (where an empty ``after``/``dst`` is null).
+    Times and seconds are rounded to the millisecond (:func:`ms`)."""
     return {"job": s.job, "step": s.index, "kind": s.kind, "name": s.name, "after": s.after,
             "site": s.site, "dst": s.dst, "begin": iso(s.begin),
-            "end": iso(s.end), "start_s": s.start_s, "end_s": s.end_s,
-            "seconds": round(s.seconds, 6), "restore_s": round(s.restore_s, 6),
+            "end": iso(s.end), "start_s": ms(s.start_s), "end_s": ms(s.end_s),
+            "seconds": ms(s.seconds), "restore_s": ms(s.restore_s),
             "checkpoint_gb": s.checkpoint_gb, "checkpoint_bytes": s.checkpoint_bytes,
-            "disruption_s": s.disruption_s}
+            "disruption_s": ms(s.disruption_s)}
 
 
 def steps_frame(steps: list[Step]) -> pd.DataFrame:
