@@ -697,6 +697,9 @@ def report(
     compare: Annotated[Optional[list[Path]], typer.Option(
         help="Other plan.json to compare (repeat); a static plan among them is the "
              "reference of the % changes.")] = None,
+    pareto: Annotated[Optional[Path], typer.Option(
+        help="The --out folder of milp pareto for this instance: its frontier goes in the "
+             "report.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Figures, tables, a run sheet per site, time series and one self-contained report.html
@@ -718,7 +721,7 @@ def report(
     if len(set(labels)) < len(labels):
         labels = [f"{p.policy} ({path.parent.name or path.name})"
                   for p, path in zip(plans, paths)]
-    built = build_report(inst, list(zip(labels, plans)))
+    built = build_report(inst, list(zip(labels, plans)), pareto)
     with staged_dir(out, kept=_warn_kept) as stage:     # every figure and table, or none
         page = write_report(built, stage)
     if as_json:

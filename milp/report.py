@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ class Report:
     runsheet: pd.DataFrame
     migrations: pd.DataFrame
     timeseries: pd.DataFrame
+    pareto: pd.DataFrame | None = None     #: ``milp pareto``'s pareto.csv (``--pareto``)
+    pareto_png: bytes | None = None        #: ... and its pareto.png
 
 
 # ---- numbers ---------------------------------------------------------------------------------
@@ -290,9 +293,31 @@ def reference_of(inst: Instance, plans: list[Scored]) -> tuple[Scored, str]:
             "for this report")
 
 
-def build_report(inst: Instance, plans: list[tuple[str, Plan]]) -> Report:
+def read_pareto(inst: Instance, folder: Path) -> tuple[pd.DataFrame, bytes]:
+    """``milp pareto``'s output folder: its table and figure, checked to be of ``inst``."""
+    from milp.errors import InputError
+    from milp.pareto import COLUMNS
+
+    for name in ("pareto.csv", "pareto.png", "summary.json"):
+        if not (folder / name).is_file():
+            raise InputError(str(folder / name), "missing: --pareto takes the --out folder of "
+                                                 "milp pareto")
+    made_for = json.loads((folder / "summary.json").read_text()).get("instance")
+    if made_for != inst.name:
+        raise InputError(str(folder / "summary.json"), f"the frontier is of {made_for!r}, not "
+                         f"of {inst.name!r}", field="instance")
+    table = pd.read_csv(folder / "pareto.csv")
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(str(folder / "pareto.csv"), f"missing column(s) {', '.join(missing)}",
+                         line=1)
+    return table, (folder / "pareto.png").read_bytes()
+
+
+def build_report(inst: Instance, plans: list[tuple[str, Plan]],
+                 pareto: Path | None = None) -> Report:
     """Evaluate every plan once and compute every table of the report of ``plans[0]``
-    (the others: ``--compare``)."""
+    (the others: ``--compare``); with ``pareto``, the frontier of ``milp pareto`` too."""
     scored = [Scored(label, plan, evaluate(inst, plan)) for label, plan in plans]
     ref, note = reference_of(inst, scored)
     first = scored[0]
@@ -303,7 +328,8 @@ def build_report(inst: Instance, plans: list[tuple[str, Plan]]) -> Report:
                   summary=summary_table(scored, ref), site_totals=site_totals(inst, series,
                                                                               sheet),
                   runsheet=sheet, migrations=migrations_table(inst, first.plan),
-                  timeseries=series)
+                  timeseries=series, **(dict(zip(("pareto", "pareto_png"),
+                                                 read_pareto(inst, pareto))) if pareto else {}))
 
 
 def make_report(inst: Instance, plans: list[tuple[str, Plan]], out: Path) -> Path:
@@ -507,6 +533,16 @@ def _html(report: Report, figures) -> str:
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts += [f"<h2>{esc(title)}</h2>", f"<img alt='{esc(title)}' "
                   f"src='data:image/png;base64,{data}'>"]
+    if report.pareto is not None:
+        data = base64.b64encode(report.pareto_png).decode("ascii")
+        cols = ["policy", "bound_mean_jct_h", "mean_jct_h", "grid_energy_kwh", "grid_co2_kg",
+                "jct_vs_static_pct", "grid_vs_static_pct", "status", "gap"]
+        parts += ["<h2>Trade-off: grid energy against mean JCT (milp pareto)</h2>",
+                  "<img alt='frontier' src='data:image/png;base64," + data + "'>",
+                  _table(cols, [[_number(None if pd.isna(v) else v) if not isinstance(v, str)
+                                 else v for v in row] for row in
+                                report.pareto[cols].itertuples(index=False)],
+                         numeric=set(range(1, len(cols) - 2)))]
     parts += [f"<h2>Run sheet per site ({esc(display_name(first.label))})</h2>",
               _runsheet_html(report),
               f"<h2>Migrations ({len(report.migrations)})</h2>",

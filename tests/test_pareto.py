@@ -105,3 +105,26 @@ def test_pareto_bad_options(tmp_path, args, words):
     r = run_cli("pareto", d, "--out", tmp_path / "o", *args)
     assert r.exit_code == 2 and words in r.output + r.error
     assert not (tmp_path / "o").exists()
+
+
+def test_report_includes_the_frontier_of_its_instance_only(tmp_path):
+    d = write_instance(tmp_path / "i", sites={"home": 1}, renewable={"home": [0] * 16 + [3] * 8},
+                       jobs=[{"job": "j", "origin": "home", "release_h": 0, "work_h": 1,
+                              "checkpoint_gb": 5}])
+    front = tmp_path / "front"
+    assert run_cli("pareto", d, "--out", front, "--points", "2", "--engine", "compact",
+                   "--gap", "0", "--quiet").exit_code == 0
+    r = run_cli("report", d, front / "plans" / "point-1.json", "--pareto", front,
+                "--out", tmp_path / "rep")
+    assert r.exit_code == 0, r.output + r.error
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "Trade-off: grid energy against mean JCT" in page and page.count("data:image") >= 4
+    other = write_instance(tmp_path / "o", sites={"home": 1}, renewable={"home": [0] * 24},
+                           jobs=[{"job": "j", "origin": "home", "release_h": 0, "work_h": 1,
+                                  "checkpoint_gb": 5}], name="other")
+    assert run_cli("plan", other, "--policy", "static", "--out", tmp_path / "op",
+                   "--quiet").exit_code == 0
+    r = run_cli("report", other, tmp_path / "op" / "plan.json", "--pareto", front,
+                "--out", tmp_path / "rep2")
+    assert r.exit_code == 2 and "not of 'other'" in r.error
+    assert not (tmp_path / "rep2").exists()
