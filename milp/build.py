@@ -495,7 +495,7 @@ def _load_sources(sources: str, _stamp: tuple) -> SourceData:
 # ============================================================================ building =====
 
 def build_instance(params: BuildParams, out_dir: Path, sources: Path = SOURCES) -> Path:
-    """Write the instance of ``params`` into ``out_dir`` (five files + README.md)."""
+    """Write the instance of ``params`` into ``out_dir`` (six files + README.md)."""
     return _build(params, Path(out_dir), Path(sources), CLI_FILE)
 
 

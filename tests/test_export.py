@@ -280,10 +280,10 @@ def test_submit_sh_wires_begin_dependency_and_order(moving_plan, tmp_path):
     for _, s in steps.iterrows():
         call = by_script[f"jobs/{s['name']}.sbatch"]
         assert call.startswith("--parsable --hold ")
-        # --begin=now+N, N computed at submission: the planned start, never earlier, whatever
-        # the time zone of the submitting shell
+        # --begin=now+N+1, N computed at submission: the planned start, never earlier (the
+        # extra second covers sbatch's clock lagging date's), whatever the submitter's time zone
         begin = datetime.fromisoformat(s["begin"]).timestamp()
-        n = int(re.search(r"--begin=now\+(\d+) ", call)[1])
+        n = int(re.search(r"--begin=now\+(\d+) ", call)[1]) - 1
         assert begin - after - 1 <= n <= -(-begin // 1) - int(before)
         if s["after"]:
             assert f"--dependency=afterok:{ids[s['after']]}" in call

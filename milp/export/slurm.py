@@ -15,7 +15,8 @@ end, seconds), so nothing is lost to Slurm's one-minute rounding.
 
 ``submit.sh`` gives each step ``--begin=now+<seconds>`` (computed at submission from the planned
 start's Unix time with ``date +%s`` only, so it works with BSD/macOS tools and in any time zone,
-and never begins a step earlier than planned), ``--dependency=afterok:`` on the job's previous
+plus one second because sbatch's clock (``time()``) can lag ``date``'s by a fraction of a second:
+a step never begins earlier than planned, at most a second or two later), ``--dependency=afterok:`` on the job's previous
 step and records the ids in ``submitted.csv``. Every script has ``--kill-on-invalid-dep=yes``: a
 step that fails, times out or is cancelled cancels the rest of its job's chain at once, instead
 of leaving it pending forever. ``--time`` is the planned length plus a margin (:func:`limit_s`);
@@ -218,9 +219,11 @@ def submit_script(sched: Schedule, names: dict[str, str]) -> str:
         "n=0",
         "trap 'rc=$?; [ \"$rc\" -eq 0 ] || echo \"submit.sh: stopped after submitting $n of "
         f"{total} steps (in submitted.csv); ./cancel.sh cancels them\" >&2' EXIT",
-        "# --begin of a planned start (Unix time): the seconds from now, as sbatch reads now+N "
-        "(never earlier)",
-        'at() { local d=$(( $1 - $(date +%s) )); [ "$d" -gt 0 ] || d=0; echo "now+$d"; }',
+        "# --begin of a planned start (Unix time): the seconds from now, as sbatch reads now+N, "
+        "plus 1 s",
+        "# so that it is never earlier (sbatch's clock, time(), may lag date's by a fraction "
+        "of a second)",
+        'at() { local d=$(( $1 - $(date +%s) + 1 )); [ "$d" -gt 0 ] || d=0; echo "now+$d"; }',
         "# submit STEP SBATCH_ARGS...: submit, add the row to submitted.csv, set $id "
         '(sbatch --parsable prints "id" or "id;cluster")',
         "submit() {",
