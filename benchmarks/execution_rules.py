@@ -4,18 +4,19 @@ feasibility-aware.
 
 Each configuration rewrites ``[execution]`` of a copy of each day (``max_restarts``,
 ``min_run_minutes``) and plans it; the evaluator scores every plan against that copy. "Before"
-is the MILP of the previous round, whose plans are committed in ``benchmarks/results/study/``
-(schema version 2: no restores, no caps): its runs per job are counted from those files.
+is the MILP of the previous round (schema version 2: no restores, no caps): its runs per job,
+counted from its committed plans, are in ``results/execution_rules_before.csv``.
 
     .venv/bin/python benchmarks/execution_rules.py [--time-limit 60] [--configs none/0,2/30,...]
+        [--resume]
 
-prints a table and writes ``benchmarks/results/execution_rules.csv`` and ``.md``.
+prints a table and writes ``benchmarks/results/execution_rules.csv`` (after every cell, so that
+``--resume`` goes on where a stopped run ended) and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DAYS = ["paper-5site"] + [f"week-5site/2019-04-{d}" for d in range(15, 22)]
 #: max_restarts / min_run_minutes; "none" lifts the restart cap
 DEFAULT_CONFIGS = "none/0,none/30,4/15,2/30,1/30,0/30,2/60"
+BEFORE = "before (previous round)"
 
 
 def with_rules(src: Path, dst: Path, restarts: str, minutes: str) -> Path:
@@ -45,13 +47,14 @@ def with_rules(src: Path, dst: Path, restarts: str, minutes: str) -> Path:
 
 
 def before(day: str) -> dict:
-    """Runs per job of the previous round's committed MILP plan of the day."""
-    path = RESULTS / "study" / "cells" / day.replace("/", "-") / "milp" / "plan.json"
-    if not path.is_file():
+    """Runs per job of the previous round's MILP plan of the day (schema version 2, no restores
+    and no caps; the plans were ``benchmarks/results/study/cells/<day>/milp/plan.json`` at commit
+    006447b): counted once into ``results/execution_rules_before.csv``."""
+    table = pd.read_csv(RESULTS / "execution_rules_before.csv").set_index("day")
+    if day not in table.index:
         return {}
-    data = json.loads(path.read_text())
-    runs = [sum(1 for s in jp["steps"] if s["kind"] == "run") for jp in data["jobs"]]
-    return {"runs": sum(runs), "max_runs_per_job": max(runs, default=0)}
+    row = table.loc[day]
+    return {"runs": int(row["runs"]), "max_runs_per_job": int(row["max_runs_per_job"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,15 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--configs", default=DEFAULT_CONFIGS)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the (day, config) cells of an existing execution_rules.csv")
     args = ap.parse_args(argv)
+    csv = args.out / "execution_rules.csv"
+    done = pd.read_csv(csv) if args.resume and csv.is_file() else pd.DataFrame(
+        columns=["day", "config", "policy"])
+    done = done[done.config != BEFORE]
     rows = []
+    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for day in DAYS:
             old = before(day)
             if old:
-                rows.append({"day": day, "config": "before (previous round)", "policy": "milp",
-                             **old})
+                rows.append({"day": day, "config": BEFORE, "policy": "milp", **old})
             for config in args.configs.split(","):
+                kept = done[(done.day == day) & (done.config == config)]
+                if len(kept):
+                    rows.extend(kept.to_dict("records"))
+                    continue
                 restarts, minutes = config.split("/")
                 d = with_rules(ROOT / "instances" / day,
                                Path(tmp) / f"{Path(day).name}-{restarts}-{minutes}",
@@ -88,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                         "restarts": e.restarts, "short_runs": e.short_runs,
                         "moves": e.migrations, "mean_jct_h": round(e.mean_jct_h, 3)})
                 print(pd.DataFrame(rows[-2:]).to_string(index=False), flush=True)
+                pd.DataFrame(rows).to_csv(csv.with_suffix(".tmp"), index=False)
+                csv.with_suffix(".tmp").replace(csv)
     df = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "execution_rules.csv", index=False)
     mean = (df.groupby(["config", "policy"], sort=False)
             .agg(grid_kwh=("grid_kwh", "sum"), bound=("bound", "sum"), runs=("runs", "sum"),
                  max_runs_per_job=("max_runs_per_job", "max"), restarts=("restarts", "sum"),
