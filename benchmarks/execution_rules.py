@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                 pd.DataFrame(rows).to_csv(csv.with_suffix(".tmp"), index=False)
                 csv.with_suffix(".tmp").replace(csv)
     df = pd.DataFrame(rows)
+    total = lambda col: (col, lambda x: x.sum(min_count=1))  # noqa: E731 (NaN stays NaN)
     mean = (df.groupby(["config", "policy"], sort=False)
-            .agg(grid_kwh=("grid_kwh", "sum"), bound=("bound", "sum"), runs=("runs", "sum"),
-                 max_runs_per_job=("max_runs_per_job", "max"), restarts=("restarts", "sum"),
-                 short_runs=("short_runs", "sum"), moves=("moves", "sum"),
+            .agg(grid_kwh=total("grid_kwh"), bound=total("bound"), runs=total("runs"),
+                 max_runs_per_job=("max_runs_per_job", "max"), restarts=total("restarts"),
+                 short_runs=total("short_runs"), moves=total("moves"),
                  mean_jct_h=("mean_jct_h", "mean"))
             .reset_index())
     free = mean[(mean.config == "none/0") & (mean.policy == "milp")].grid_kwh
