@@ -642,6 +642,26 @@ def _check_parents(out: Path) -> None:
             return
 
 
+# ---- where a sweep runs (milp.sweep) ----------------------------------------------------------
+
+from milp.sweep import HELP as _SWEEP_HELP  # noqa: E402  (light: no Dask until a sweep runs)
+
+WorkersOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["workers"])]
+SchedulerOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["scheduler"])]
+SlurmOpt = Annotated[bool, typer.Option("--slurm", help=_SWEEP_HELP["slurm"])]
+SlurmJobsOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["slurm_jobs"] +
+                                                     " [default: 1]")]
+SlurmPartitionOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_partition"])]
+SlurmAccountOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_account"])]
+SlurmWalltimeOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_walltime"] +
+                                                         " [default: 01:00:00]")]
+SlurmCoresOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["slurm_cores"] +
+                                                      " [default: 1]")]
+SlurmMemoryOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_memory"] +
+                                                       " [default: 4GB]")]
+SlurmInterfaceOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_interface"])]
+
+
 # ---- bench ----------------------------------------------------------------------------------
 
 @app.command()
@@ -659,24 +679,51 @@ def bench(
     objective: ObjectiveOpt = DEFAULTS["objective"],
     max_mean_jct_h: MaxMeanJctOpt = DEFAULTS["max_mean_jct_h"],
     max_jct_increase: MaxJctIncreaseOpt = DEFAULTS["max_jct_increase_pct"],
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    slurm: SlurmOpt = False,
+    slurm_jobs: SlurmJobsOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_walltime: SlurmWalltimeOpt = None,
+    slurm_cores: SlurmCoresOpt = None,
+    slurm_memory: SlurmMemoryOpt = None,
+    slurm_interface: SlurmInterfaceOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run every policy on every instance, score with the evaluator, write results.csv,
-    results.md and figures (grid energy, JCT, one instance's per-site timeline). The MILP's
-    time limit is per instance, from the start of its cell."""
+    results.md and figures (grid energy, JCT, one instance's per-site timeline). Each cell is
+    written as it finishes; a rerun keeps the cells made with the same options. The MILP's
+    time limit is per cell, from its start; a MILP cell uses one thread unless --threads.
+    Cells run in this process, or on Dask: --workers N, --scheduler ADDRESS or --slurm.
+
+    Exit 0, 1 when cells failed (the others are kept), 2 on bad input."""
     from milp.bench import run_bench
     from milp.run import command_line
+    from milp.sweep import SweepFailed, where
 
     options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, None,
                             objective, max_mean_jct_h, max_jct_increase)
+    runs_on = where(workers, scheduler, slurm, slurm_jobs, slurm_partition, slurm_account,
+                    slurm_walltime, slurm_cores, slurm_memory, slurm_interface,
+                    out / "slurm-logs")
     _check_out_dir(out)
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise InputError("--policies", "name at least one policy")
     for name in names:
         _check_policy(name, "--policies")
+    if len(set(names)) < len(names):
+        raise InputError("--policies", f"a policy is named twice: {policies}")
     with _console(verbose, quiet) as progress:
-        table = run_bench(instances, names, out, options, progress, command=command_line())
+        try:
+            table = run_bench(instances, names, out, options, progress,
+                              command=command_line(), where=runs_on)
+        except SweepFailed as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
     cols = ["instance", "policy", "grid_energy_kwh", "mean_jct_h", "migrations",
             "migrations_outside_domain", "deadline_misses", "valid"]
     if as_json:
