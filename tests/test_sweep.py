@@ -110,3 +110,70 @@ def test_slurm_workers_started_by_sbatch_finish_the_cells(slurm, tmp_path):
                    tmp_path / "serial")
     assert serial.returncode == 0, serial.stderr
     pd.testing.assert_frame_equal(results(out), results(tmp_path / "serial"))
+
+
+# ---- resuming, options, milp bench's bugs --------------------------------------------------
+
+def flaky(marker: str, value: int, progress=None):
+    """A cell that fails while ``marker`` exists (a crash mid-sweep)."""
+    if os.path.exists(marker):
+        raise RuntimeError("the node went away")
+    return {"options": {"v": value}, "value": value}, {"data.txt": f"{value}\n"}
+
+
+def test_a_sweep_resumes_after_a_failed_cell_and_recomputes_changed_options(tmp_path, caplog):
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    cells = [Cell(f"c{k}", tmp_path / f"c{k}", flaky,
+                  (str(marker) if k == 1 else str(tmp_path / "never"), k), {"v": k})
+             for k in range(3)]
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "data.txt").write_text("half written by a cancelled run")
+    with pytest.raises(sweep.SweepFailed, match="c1: RuntimeError: the node went away"):
+        sweep.run(cells)
+    assert not (tmp_path / "c1" / "summary.json").exists()          # nothing half-made
+    assert json.loads((tmp_path / "c2" / "summary.json").read_text())["value"] == 2
+    marker.unlink()
+    out = sweep.run(cells)
+    assert out.computed == ["c1"] and out.kept == ["c0", "c2"]
+    assert (tmp_path / "c1" / "data.txt").read_text() == "1\n"
+    changed = [cells[0], Cell("c1", tmp_path / "c1", flaky, (str(marker), 5), {"v": 5})]
+    marker.write_text("")                                             # would fail if run
+    with caplog.at_level(logging.INFO, logger="milp.sweep"):
+        with pytest.raises(sweep.SweepFailed):
+            sweep.run(changed)
+    assert "c1: computed again: its options differ (v 1 -> 5)" in caplog.messages
+
+
+def test_bench_milp_alone_and_a_changed_time_limit(tmp_path):
+    out = tmp_path / "b"
+    r = bench(TINY, "--policies", "milp", "--out", out, "--time-limit", 3)
+    assert r.returncode == 0, r.stderr                 # issue 16: KeyError on the greedy minimum
+    assert "not measured (no greedy policy in this run)" in (out / "results.md").read_text()
+    summary = out / "cells" / "tiny-3site" / "milp" / "summary.json"
+    used = json.loads(summary.read_text())["options"]
+    assert used["time_limit_s"] == 3 and used["threads"] == 1       # one thread per MILP cell
+    r = bench(TINY, "--policies", "milp", "--out", out, "--time-limit", 2)
+    assert r.returncode == 0, r.stderr
+    assert "computed again: its options differ (time_limit_s 3.0 -> 2.0)" in r.stderr, r.stderr
+    assert json.loads(summary.read_text())["options"]["time_limit_s"] == 2
+    assert "time_limit_s 2" in (out / "results.md").read_text()
+
+
+def test_bench_where_options_are_checked(tmp_path):
+    for args, said in ((["--workers", 0], "error: --workers: 0 is not a whole number"),
+                       (["--workers", 2, "--slurm"], "error: --slurm: give one of"),
+                       (["--slurm-cores", 2], "error: --slurm-cores: needs --slurm"),
+                       (["--scheduler", "nowhere"], "error: --scheduler: 'nowhere' is not")):
+        r = bench(TINY, "--out", tmp_path / "b", *args)
+        assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_the_progress_of_a_sweep_is_a_bar_on_a_terminal():
+    from milp.progress import describe
+
+    event = {"phase": "bench", "cell": "d / milp", "cells_done": 3, "cells_total": 12,
+             "status": "done in 1.0 s", "finished": True}
+    assert describe(event, bar=True).startswith("[#####---------------] 3/12  [d / milp]")
+    assert describe(event).startswith("[3/12 cells]  [d / milp]")
