@@ -792,9 +792,15 @@ def build_instance_cmd(
                                                 "below into this folder.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Instance name (default: --out's name).")]
     = None,
-    day: Annotated[str, typer.Option(help="First local day (CAISO), YYYY-MM-DD.")]
-    = "2019-04-21",
-    days: Annotated[int, typer.Option(help="Consecutive days.")] = 1,
+    day: Annotated[Optional[str], typer.Option(help="First local day (CAISO), YYYY-MM-DD "
+                                               "[default: 2019-04-21].")] = None,
+    days: Annotated[str, typer.Option(help="N: consecutive days in the instance. FROM..TO "
+                                      "(YYYY-MM-DD..YYYY-MM-DD): one instance per day into "
+                                      "--out/<day>/, named <name>-<day>, the i-th with seed "
+                                      "+ i (daylight-saving change days are left out).")]
+    = "1",
+    every: Annotated[int, typer.Option(help="With --days FROM..TO: every N-th day from FROM "
+                                       "(7: one day per week).")] = 1,
     sites: Annotated[int, typer.Option(help="Sites.")] = 5,
     gpus_per_site: Annotated[int, typer.Option(help="GPUs per site.")] = 8,
     jobs: Annotated[int, typer.Option(help="Jobs.")] = 100,
@@ -825,12 +831,17 @@ def build_instance_cmd(
         except ValueError:
             raise InputError("--class-mix", f"{class_mix!r} is not three numbers A,B,C") from None
         _check_out_dir(out)
-        params = build.BuildParams(name=name or out.name, day=day, days=days, sites=sites,
+        span, left_out = _build_span(days, every, day)
+        params = build.BuildParams(name=name or out.name, day=day or "2019-04-21",
+                                   days=span if isinstance(span, int) else 1, sites=sites,
                                    gpus_per_site=gpus_per_site, jobs=jobs, class_mix=mix,
                                    seed=seed, slot_minutes=slot_minutes, slack=slack,
                                    origin_sites=origin_sites, origin_load=origin_load,
                                    last_release_h=last_release_h)
-        built = [build.build_instance(params, out)]
+        for d in left_out:
+            typer.echo(f"left out {d.isoformat()}: a daylight-saving change day", err=True)
+        built = ([build.build_instance(params, out)] if isinstance(span, int)
+                 else build.build_days(params, span, out))
     else:
         raise InputError("build-instance", "say --all, --preset NAME or --out DIR")
     if as_json:
@@ -838,6 +849,23 @@ def build_instance_cmd(
         return
     for path in built:
         typer.echo(f"built {path}")
+
+
+def _build_span(days: str, every: int, day: str | None) -> tuple[int | list, list]:
+    """``--days``: a number of consecutive days (one instance), or ``FROM..TO`` (one instance
+    per day: the days, and the daylight-saving change days left out)."""
+    from milp import build
+
+    if days.strip().isdigit():
+        if every != 1:
+            raise InputError("--every", "needs --days FROM..TO")
+        return int(days), []
+    if day is not None:
+        raise InputError("--day", "give the days as --days FROM..TO, without --day")
+    chosen, left_out = build.parse_day_range(days, every)
+    if not chosen:
+        raise InputError("--days", f"{days!r} holds only daylight-saving change days")
+    return chosen, left_out
 
 
 # ---- replay / replan ----------------------------------------------------------------------
