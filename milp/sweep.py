@@ -28,6 +28,7 @@ cells computed again, failures) go to the logger ``milp.sweep``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -198,6 +199,51 @@ def where(workers: int | None = None, scheduler: str | None = None, slurm: bool 
                              "like 4GB (at least 1MiB)")
     log_dir = str(slurm_log_dir) if slurm_log_dir is not None else None
     return Where(slurm=SlurmSpec(**spec, log_dir=log_dir))
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of :func:`where` on a benchmark script's parser (``--workers``,
+    ``--scheduler``, ``--slurm``, ``--slurm-*``), with the help of ``milp bench``."""
+    ap.add_argument("--workers", type=int, help=HELP["workers"])
+    ap.add_argument("--scheduler", help=HELP["scheduler"])
+    ap.add_argument("--slurm", action="store_true", help=HELP["slurm"])
+    for key, kind in (("jobs", int), ("partition", str), ("account", str), ("walltime", str),
+                      ("cores", int), ("memory", str), ("interface", str)):
+        ap.add_argument(f"--slurm-{key}", type=kind, help=HELP[f"slurm_{key}"])
+
+
+def from_arguments(args: argparse.Namespace, slurm_log_dir: Path | None = None) -> Where:
+    """:func:`where` of the options :func:`add_arguments` added."""
+    return where(args.workers, args.scheduler, args.slurm,
+                 *(getattr(args, f"slurm_{k}") for k in ("jobs", "partition", "account",
+                                                         "walltime", "cores", "memory",
+                                                         "interface")),
+                 slurm_log_dir=slurm_log_dir)
+
+
+def main(body: Callable[[], None]) -> None:
+    """Run a benchmark script's ``body``; a user mistake (:class:`InputError`) or failed cells
+    (:class:`SweepFailed`) end it with one ``error:`` line and exit 2 or 1, no traceback."""
+    try:
+        body()
+    except InputError as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
+    except SweepFailed as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 1)
+
+
+def console() -> ProgressFn:
+    """Progress of a benchmark script on stderr (a bar on a terminal, a line per finished cell
+    elsewhere), and the messages of ``milp`` (retries, cells computed again) as log lines."""
+    from milp.progress import ProgressLine
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("milp").setLevel(logging.INFO)
+    import distributed  # noqa: F401  (its import sets its loggers' levels: then quieten them)
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    return ProgressLine(sys.stderr, terminal=sys.stderr.isatty())
 
 
 # ---- cells ---------------------------------------------------------------------------------
