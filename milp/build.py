@@ -354,11 +354,9 @@ def one_per_day(base: BuildParams, days: list[date], seed_step: int = 1) -> list
                     seed=base.seed + i * seed_step) for i, d in enumerate(days)]
 
 
-def parse_day_range(text: str, every: int = 1, option: str = "--days"
-                    ) -> tuple[list[date], list[date]]:
+def parse_day_range(text: str, every: int = 1, option: str = "--days") -> list[date]:
     """``FROM..TO`` (``YYYY-MM-DD..YYYY-MM-DD``, both included), every ``every``-th day from
-    FROM: the days to build and the daylight-saving change days left out (an instance is
-    whole 24-hour days). Raises :class:`InputError` naming ``option``."""
+    FROM. Raises :class:`InputError` naming ``option``."""
     m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text.strip())
     try:
         first, last = (date.fromisoformat(g) for g in m.groups()) if m else (None, None)
@@ -375,7 +373,22 @@ def parse_day_range(text: str, every: int = 1, option: str = "--days"
     if len(days) > MAX_RANGE_DAYS:
         raise InputError(option, f"{text!r} is {len(days)} days; at most {MAX_RANGE_DAYS} "
                                  "in one call")
-    return [d for d in days if not is_dst_change(d)], [d for d in days if is_dst_change(d)]
+    return days
+
+
+def buildable(days: list[date], sources: Path = SOURCES
+              ) -> tuple[list[date], list[tuple[date, str]]]:
+    """The days of ``days`` a one-day instance can be built on, and the others with why: a
+    daylight-saving change day (an instance is whole 24-hour days), a day outside the CAISO
+    data or not in its report."""
+    data = load_sources(sources)
+    ok, left_out = [], []
+    for d in days:
+        why = ("a daylight-saving change day" if is_dst_change(d) else
+               "outside the CAISO data" if not data.caiso_first <= d <= data.caiso_last else
+               "not in the CAISO report" if d not in data.caiso_days else "")
+        (left_out.append((d, why)) if why else ok.append(d))
+    return ok, left_out
 
 
 def build_days(base: BuildParams, days: list[date], out_dir: Path, sources: Path = SOURCES

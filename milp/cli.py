@@ -797,7 +797,7 @@ def build_instance_cmd(
     days: Annotated[str, typer.Option(help="N: consecutive days in the instance. FROM..TO "
                                       "(YYYY-MM-DD..YYYY-MM-DD): one instance per day into "
                                       "--out/<day>/, named <name>-<day>, the i-th with seed "
-                                      "+ i (daylight-saving change days are left out).")]
+                                      "+ i (days that cannot be built are left out, saying why).")]
     = "1",
     every: Annotated[int, typer.Option(help="With --days FROM..TO: every N-th day from FROM "
                                        "(7: one day per week).")] = 1,
@@ -838,8 +838,8 @@ def build_instance_cmd(
                                    seed=seed, slot_minutes=slot_minutes, slack=slack,
                                    origin_sites=origin_sites, origin_load=origin_load,
                                    last_release_h=last_release_h)
-        for d in left_out:
-            typer.echo(f"left out {d.isoformat()}: a daylight-saving change day", err=True)
+        for d, why in left_out:
+            typer.echo(f"left out {d.isoformat()}: {why}", err=True)
         built = ([build.build_instance(params, out)] if isinstance(span, int)
                  else build.build_days(params, span, out))
     else:
@@ -853,7 +853,7 @@ def build_instance_cmd(
 
 def _build_span(days: str, every: int, day: str | None) -> tuple[int | list, list]:
     """``--days``: a number of consecutive days (one instance), or ``FROM..TO`` (one instance
-    per day: the days, and the daylight-saving change days left out)."""
+    per day: the days, and those left out with why)."""
     from milp import build
 
     if days.strip().isdigit():
@@ -862,9 +862,10 @@ def _build_span(days: str, every: int, day: str | None) -> tuple[int | list, lis
         return int(days), []
     if day is not None:
         raise InputError("--day", "give the days as --days FROM..TO, without --day")
-    chosen, left_out = build.parse_day_range(days, every)
+    chosen, left_out = build.buildable(build.parse_day_range(days, every))
     if not chosen:
-        raise InputError("--days", f"{days!r} holds only daylight-saving change days")
+        raise InputError("--days", f"{days!r} holds no day an instance can be built on "
+                         f"({left_out[0][0]}: {left_out[0][1]})")
     return chosen, left_out
 
 
