@@ -145,29 +145,33 @@ def test_a_sweep_resumes_after_a_failed_cell_and_recomputes_changed_options(tmp_
     assert "c1: computed again: its options differ (v 1 -> 5)" in caplog.messages
 
 
-def test_bench_milp_alone_and_a_changed_time_limit(tmp_path):
+def test_bench_milp_alone_and_a_changed_time_limit(tmp_path, caplog):
+    from milp.bench import run_bench
+
     out = tmp_path / "b"
-    r = bench(TINY, "--policies", "milp", "--out", out, "--time-limit", 3)
-    assert r.returncode == 0, r.stderr                 # issue 16: KeyError on the greedy minimum
+    run_bench([TINY], ["milp"], out, {"time_limit_s": 2.0})   # issue 16: KeyError, greedy minimum
     assert "not measured (no greedy policy in this run)" in (out / "results.md").read_text()
     summary = out / "cells" / "tiny-3site" / "milp" / "summary.json"
     used = json.loads(summary.read_text())["options"]
-    assert used["time_limit_s"] == 3 and used["threads"] == 1       # one thread per MILP cell
-    r = bench(TINY, "--policies", "milp", "--out", out, "--time-limit", 2)
-    assert r.returncode == 0, r.stderr
-    assert "computed again: its options differ (time_limit_s 3.0 -> 2.0)" in r.stderr, r.stderr
-    assert json.loads(summary.read_text())["options"]["time_limit_s"] == 2
-    assert "time_limit_s 2" in (out / "results.md").read_text()
+    assert used["time_limit_s"] == 2 and used["threads"] == 1       # one thread per MILP cell
+    with caplog.at_level(logging.INFO, logger="milp.sweep"):
+        run_bench([TINY], ["milp"], out, {"time_limit_s": 1.0})
+    assert ("tiny-3site / milp: computed again: its options differ (time_limit_s 2.0 -> 1.0)"
+            in caplog.messages), caplog.messages
+    assert json.loads(summary.read_text())["options"]["time_limit_s"] == 1
+    assert "time_limit_s 1" in (out / "results.md").read_text()
 
 
 def test_bench_where_options_are_checked(tmp_path):
+    from tests.conftest import run_cli
+
     for args, said in ((["--workers", 0], "error: --workers: 0 is not a whole number"),
                        (["--workers", 2, "--slurm"], "error: --slurm: give one of"),
                        (["--slurm-cores", 2], "error: --slurm-cores: needs --slurm"),
                        (["--scheduler", "nowhere"], "error: --scheduler: 'nowhere' is not")):
-        r = bench(TINY, "--out", tmp_path / "b", *args)
-        assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
-        assert "Traceback" not in r.stderr
+        r = run_cli("bench", TINY, "--out", tmp_path / "b", *args)
+        assert r.exit_code == 2 and r.error.startswith(said), r.error
+    assert not (tmp_path / "b").exists()                    # refused before anything ran
 
 
 def test_the_progress_of_a_sweep_is_a_bar_on_a_terminal():
