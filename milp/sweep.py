@@ -169,10 +169,14 @@ def where(workers: int | None = None, scheduler: str | None = None, slurm: bool 
         return Where(scheduler=scheduler.strip())
     if not slurm:
         return Where(workers=workers)
-    spec = {k: v for k, v in (("jobs", slurm_jobs), ("partition", slurm_partition),
-                              ("account", slurm_account), ("walltime", slurm_walltime),
-                              ("cores", slurm_cores), ("memory", slurm_memory),
-                              ("interface", slurm_interface)) if v is not None}
+    spec = {k[len("--slurm-"):]: v for k, v in extra.items() if v is not None}
+    log_dir = str(slurm_log_dir) if slurm_log_dir is not None else None
+    return Where(slurm=SlurmSpec(**_checked_slurm(spec), log_dir=log_dir))
+
+
+def _checked_slurm(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``--slurm-*`` options given (``jobs``, ``partition``, ...), checked: a mistake is an
+    :class:`InputError` naming the option."""
     for key in ("jobs", "cores"):
         if key in spec and not 1 <= spec[key] <= 10_000:
             raise InputError(f"--slurm-{key}", f"{spec[key]} is not a whole number from 1 to "
@@ -197,8 +201,7 @@ def where(workers: int | None = None, scheduler: str | None = None, slurm: bool 
         if not ok:
             raise InputError("--slurm-memory", f"{spec['memory']!r} is not an amount of memory "
                              "like 4GB (at least 1MiB)")
-    log_dir = str(slurm_log_dir) if slurm_log_dir is not None else None
-    return Where(slurm=SlurmSpec(**spec, log_dir=log_dir))
+    return spec
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -444,9 +447,6 @@ def _run_dask(client, todo: list[Cell], out: Outcome,
     """Hand the cells to the cluster, never more at once than it has workers (so that a cell
     handed out runs at once, and a worker that dies held only the cell it ran); write each as
     it comes back."""
-    from distributed.client import FutureCancelledError
-    from distributed.core import CommClosedError
-
     tag = uuid.uuid4().hex[:8]
     queue = list(enumerate(todo))
     futures: dict[Any, Cell] = {}
@@ -455,9 +455,8 @@ def _run_dask(client, todo: list[Cell], out: Outcome,
     last_on: dict[str, str] = {}            # key -> the worker last seen running it
     workers, last_poll = 1, -math.inf
     while queue or futures:
-        now = time.monotonic()
-        if now - last_poll >= POLL_S:
-            last_poll = now
+        if time.monotonic() - last_poll >= POLL_S:
+            last_poll = time.monotonic()
             workers = max(1, _workers(client))
             _note_deaths(client, by_key, deaths, out, last_on)
         while queue and len(futures) < workers:
@@ -470,30 +469,33 @@ def _run_dask(client, todo: list[Cell], out: Outcome,
         if not ready:
             time.sleep(0.1)
             continue
-        _note_deaths(client, by_key, deaths, out, last_on)   # before the finished tasks are released
+        _note_deaths(client, by_key, deaths, out, last_on)   # before the finished are released
         for f in ready:
-            cell = futures.pop(f)
             by_key.pop(f.key, None)
-            try:
-                result = f.result()
-            except (FutureCancelledError, CommClosedError, OSError) as e:
-                out.failed[cell.name] = f"lost: {_one_line(e)}"
-                finished(cell, "failed")
-                continue
-            except Exception as e:         # the cell's error, or KilledWorker
-                out.failed[cell.name] = f"{type(e).__name__}: {_one_line(e)}"
-                finished(cell, "failed")
-                continue
-            finally:
-                f.release()
-            retries = out.retried.get(cell.name, 0)
-            _write(cell, result["summary"], result["files"], {**result["ran"],
-                                                               "retries": retries})
-            out.computed.append(cell.name)
-            where_ = result["ran"]["worker"] or result["ran"]["host"]
-            finished(cell, f"done in {result['cell_s']:.1f} s on {where_}"
-                     + (f" after {retries} retr{'y' if retries == 1 else 'ies'}"
-                        if retries else ""))
+            _collect(f, futures.pop(f), out, finished)
+
+
+def _collect(future, cell: Cell, out: Outcome, finished: Callable[[Cell, str], None]) -> None:
+    """Write the cell of a finished task, or note it failed; release the task."""
+    from distributed.client import FutureCancelledError
+    from distributed.core import CommClosedError
+
+    try:
+        result = future.result()
+    except (FutureCancelledError, CommClosedError, OSError) as e:
+        out.failed[cell.name] = f"lost: {_one_line(e)}"
+        return finished(cell, "failed")
+    except Exception as e:                 # the cell's error, or KilledWorker
+        out.failed[cell.name] = f"{type(e).__name__}: {_one_line(e)}"
+        return finished(cell, "failed")
+    finally:
+        future.release()
+    retries = out.retried.get(cell.name, 0)
+    _write(cell, result["summary"], result["files"], {**result["ran"], "retries": retries})
+    out.computed.append(cell.name)
+    where_ = result["ran"]["worker"] or result["ran"]["host"]
+    finished(cell, f"done in {result['cell_s']:.1f} s on {where_}"
+             + (f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""))
 
 
 def _workers(client) -> int:

@@ -70,10 +70,14 @@ def fine(value: int, progress=None):
 
 def test_a_worker_that_dies_mid_cell_loses_only_that_cell(tmp_path, caplog):
     cells = [Cell("dies", tmp_path / "cells" / "dies", die_once, (str(tmp_path / "marker"),)),
-             *(Cell(f"fine-{k}", tmp_path / "cells" / f"fine-{k}", fine, (k,)) for k in range(3))]
+             *(Cell(f"fine-{k}", tmp_path / "cells" / f"fine-{k}", fine, (k,)) for k in range(3)),
+             Cell("broken", tmp_path / "cells" / "broken", flaky, (str(tmp_path), 0))]
     with caplog.at_level(logging.WARNING, logger="milp.sweep"):
-        out = sweep.run(cells, Where(workers=2))
-    assert out.retried == {"dies": 1} and not out.failed
+        with pytest.raises(sweep.SweepFailed) as failed:
+            sweep.run(cells, Where(workers=2))
+    out = failed.value.outcome
+    assert out.retried == {"dies": 1}
+    assert out.failed == {"broken": "RuntimeError: the node went away"}   # an error: not retried
     assert sorted(out.computed) == ["dies", "fine-0", "fine-1", "fine-2"]
     summary = json.loads((tmp_path / "cells" / "dies" / "summary.json").read_text())
     assert summary["value"] == 42 and summary["sweep"]["retries"] == 1
@@ -82,7 +86,7 @@ def test_a_worker_that_dies_mid_cell_loses_only_that_cell(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("dies: its worker died while running it") and "runs again" in m
                for m in said), said
-    assert not any(m.startswith("fine-") for m in said)
+    assert not any(m.startswith(("fine-", "broken: its worker")) for m in said)
 
 
 # ---- Slurm workers through dask-jobqueue ------------------------------------------------------
