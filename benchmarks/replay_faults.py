@@ -14,24 +14,32 @@ at each fault, ``--time-limit`` s each), ``replan-feasibility-aware`` (the greed
 Every number comes from the evaluator, run on the perturbed instance.
 
     .venv/bin/python benchmarks/replay_faults.py [--time-limit 20] [--days paper-5site,...]
+        [--workers N | --scheduler ADDRESS | --slurm ...]
 
-prints a table and writes ``benchmarks/results/replay/results.csv`` and ``results.md``.
+Each (day, scenario, mode) is one cell of a sweep (:mod:`milp.sweep`): in this process, or on
+Dask as ``milp bench`` runs them; each is written to
+``benchmarks/results/replay/cells/<day>/<scenario>/<mode>/`` (``summary.json`` of ``milp
+replay``, the executed ``plan.json``) as it finishes, and a rerun keeps the cells made with the
+same MILP options. It prints a table and writes ``benchmarks/results/replay/results.csv`` and
+``results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from milp import sweep
+from milp.bench import cell_options, replay_cell
 from milp.instance import load_instance
 from milp.plan import Plan, Run
-from milp.replay import Faults, replay
+from milp.replay import Faults
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "replay"
@@ -63,34 +71,56 @@ def scenarios(inst, plan: Plan) -> dict[str, Faults]:
                                outages=((site, 13 * 3600.0),))}
 
 
+def cells(days: list[str], time_limit_s: float, out: Path, plans: Path = CELLS
+          ) -> list[sweep.Cell]:
+    """One cell per day × scenario × mode under ``out/cells``, replaying the MILP plan of
+    ``plans/<instance>/milp/plan.json``; its summary is ``milp replay``'s."""
+    options = {"time_limit_s": time_limit_s, "threads": 1}
+    made = []
+    for day in days:
+        inst = load_instance(ROOT / "instances" / day)
+        plan = Plan.load(plans / inst.name / "milp" / "plan.json")
+        for name, faults in scenarios(inst, plan).items():
+            for mode, policy in MODES.items():
+                used = options if policy == "milp" else {}
+                made.append(sweep.Cell(f"{inst.name} / {name} / {mode}",
+                                      out / "cells" / inst.name / name / mode, replay_cell,
+                                      (inst, plan, faults, policy, used),
+                                      cell_options(policy or "", used)))
+    return made
+
+
+def row(cell: sweep.Cell) -> dict:
+    """The table's row of a finished cell (from its summary.json)."""
+    s = json.loads((cell.folder / "summary.json").read_text())
+    instance, scenario, mode = cell.name.split(" / ")
+    outages = s["faults"]["outages"]
+    return {"instance": instance, "scenario": scenario, "mode": mode,
+            **{k: s["actual"][k] for k in COLUMNS},
+            "outage_site": outages[0].split("@")[0] if outages else "-",
+            "replans": sum("re-plan" in e["event"] for e in s["events"]),
+            "wall_s": s["provenance"]["wall_s"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-limit", type=float, default=20.0, help="MILP seconds per re-plan")
     ap.add_argument("--days", default=DAYS, help="instances (under instances/), comma-separated")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the cells and tables")
+    ap.add_argument("--plans", type=Path, default=CELLS,
+                    help="cells of a milp bench run holding <instance>/milp/plan.json")
+    sweep.add_arguments(ap)
     args = ap.parse_args()
-    rows = []
-    for day in args.days.split(","):
-        inst = load_instance(ROOT / "instances" / day)
-        plan = Plan.load(CELLS / inst.name / "milp" / "plan.json")
-        for name, faults in scenarios(inst, plan).items():
-            for mode, policy in MODES.items():
-                t0 = time.perf_counter()
-                r = replay(inst, plan, faults, replan=policy,
-                           options={"time_limit_s": args.time_limit, "threads": 1})
-                m = r.actual.metrics()
-                rows.append({"instance": inst.name, "scenario": name, "mode": mode,
-                             **{k: m[k] for k in COLUMNS},
-                             "outage_site": "-" if not faults.outages
-                             else inst.sites[faults.outages[0][0]],
-                             "replans": sum("re-plan" in e["event"] for e in r.events),
-                             "wall_s": round(time.perf_counter() - t0, 2)})
-                print(f"{inst.name:24s} {name:9s} {mode:25s} grid {m['grid_energy_kwh']:8.2f} "
-                      f"kWh  jct {m['mean_jct_h']:5.2f} h  unfinished {m['unfinished_jobs']:2d} "
-                      f"({m['unfinished_work_h']:.2f} h)  lost {m['lost_work_h']:.2f} h",
-                      flush=True)
-    table = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "results.csv", index=False)
+    results = args.out
+    todo = cells(args.days.split(","), args.time_limit, results, args.plans)
+    sweep.run(todo, sweep.from_arguments(args, results / "slurm-logs"), label="replay",
+              progress=sweep.console())
+    table = pd.DataFrame([row(c) for c in todo])
+    for r in table.itertuples():
+        print(f"{r.instance:24s} {r.scenario:9s} {r.mode:25s} grid {r.grid_energy_kwh:8.2f} "
+              f"kWh  jct {r.mean_jct_h:5.2f} h  unfinished {r.unfinished_jobs:2d} "
+              f"({r.unfinished_work_h:.2f} h)  lost {r.lost_work_h:.2f} h")
+    table.to_csv(results / "results.csv", index=False)
     means = (table.groupby(["scenario", "mode"], sort=False)
              [["grid_energy_kwh", "mean_jct_h", "unfinished_jobs", "unfinished_work_h",
                "lost_work_h", "migrations_outside_domain"]].mean().round(2).reset_index())
@@ -102,10 +132,10 @@ def main() -> None:
         f"`benchmarks/results/study`. Means over {table['instance'].nunique()} days:", "",
         means.to_markdown(index=False), "", "Every cell:", "",
         table.round(3).to_markdown(index=False), ""]
-    (RESULTS / "results.md").write_text("\n".join(text))
+    (results / "results.md").write_text("\n".join(text))
     print(means.to_string(index=False))
-    print(f"wrote {RESULTS / 'results.csv'} and results.md")
+    print(f"wrote {results / 'results.csv'} and results.md")
 
 
 if __name__ == "__main__":
-    main()
+    sweep.main(main)

@@ -6,6 +6,7 @@
 #   benchmarks/results/tradeoff/         grid energy against mean JCT: days with queues
 #   benchmarks/results/replay/           plan once vs re-plan under faults (replays the study's plans)
 #   solutions/paper-5site/pareto/        the frontier of paper-5site (README, Trade-off)
+#   benchmarks/results/year/             a year of days, serial against 2 Dask workers (about 25 more minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf benchmarks/results/study
@@ -16,3 +17,4 @@ rm -rf benchmarks/results/study
 .venv/bin/python benchmarks/replay_faults.py --time-limit 20
 rm -rf solutions/paper-5site/pareto
 .venv/bin/milp pareto instances/paper-5site --points 5 --time-limit 60 --threads 1 --out solutions/paper-5site/pareto
+.venv/bin/python benchmarks/year_sweep.py --weeks 52 --time-limit 30 --workers 2

@@ -1,19 +1,25 @@
 """Benchmark: every policy on every instance, scored by the evaluator, tabulated and plotted.
 
 ``milp bench INSTANCES... --policies ... --out DIR`` keeps one folder per cell
-(``DIR/cells/<instance>/<policy>/`` with ``plan.json`` and ``summary.json``); a cell whose
-``summary.json`` exists is not recomputed, so an interrupted run resumes. From the cells it writes
-``results.csv`` (one row per instance × policy, every evaluator metric, wall time, solver facts),
-``results.md`` (readable tables, change against ``static``, the study's figures side by side)
-and three PNGs: grid energy and mean JCT by policy, and a per-site timeline of one instance.
+(``DIR/cells/<instance>/<policy>/`` with ``plan.json`` and ``summary.json``), a sweep of
+:mod:`milp.sweep`: cells run in this process or on a Dask cluster (local processes, an existing
+cluster, Slurm), each is written atomically, and a finished cell is kept when rerun with the
+same options (an interrupted run resumes) and computed again when its options differ. A MILP
+cell uses one thread unless ``threads`` says otherwise. From the cells it writes
+``results.csv`` (one row per instance × policy, every evaluator metric, wall time, solver
+facts), ``results.md`` (readable tables, change against ``static``, the study's figures side by
+side) and three PNGs: grid energy and mean JCT by policy, and a per-site timeline of one
+instance.
+
+The cells' functions (:func:`plan_cell`, :func:`replay_cell`) live here: what one cell of a
+sweep computes, wherever it runs.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,13 +28,22 @@ from milp.errors import InputError
 from milp.evaluate import METRICS, evaluate
 from milp.files import write_atomic
 from milp.instance import Instance, load_instance
+from milp import sweep
 from milp.plan import Migration, Plan
-from milp.run import DEFAULTS, ProgressFn, plan
+from milp.run import DEFAULTS, ProgressFn, plan, solve_options_dict
+from milp.sweep import Cell, Where
+
+if TYPE_CHECKING:
+    from milp.replay import Faults
 
 ALL_POLICIES = ("static", "wait-awhile", "energy-only", "feasibility-aware", "milp")
 #: The study's headline numbers (PAPER.md), change against no migration.
 STUDY = {"feasibility-aware": {"grid_pct": -52.0, "jct_pct": -18.0, "overhead_pct": "< 2"},
          "energy-only": {"jct_pct": +35.0}}
+
+
+#: Solver threads of a MILP cell unless the options say otherwise: cells run side by side.
+CELL_THREADS = 1
 
 
 def run_cell(inst: Instance, policy: str, options: Mapping[str, Any],
@@ -45,39 +60,65 @@ def run_cell(inst: Instance, policy: str, options: Mapping[str, Any],
     return outcome.plan, summary
 
 
+def plan_cell(inst: Instance, policy: str, options: Mapping[str, Any],
+              command: str | None = None, progress: ProgressFn | None = None
+              ) -> tuple[dict, dict[str, str]]:
+    """One bench cell (:class:`milp.sweep.Cell`): its summary and ``plan.json``."""
+    plan_, summary = run_cell(inst, policy, options, progress, command)
+    return summary, {"plan.json": plan_.to_json()}
+
+
+def replay_cell(inst: Instance, plan_: Plan, faults: Faults, replan: str | None,
+                options: Mapping[str, Any], progress: ProgressFn | None = None
+                ) -> tuple[dict, dict[str, str]]:
+    """One replay cell (``benchmarks/replay_faults.py``): ``plan_`` executed under ``faults``,
+    re-planned at each fault with ``replan`` (``options``: the MILP's, per re-plan); the
+    summary of :func:`milp.run.replay` and the executed ``plan.json``."""
+    from milp.run import replay
+
+    done = replay(inst, plan_, faults, replan, progress=progress or (lambda event: None),
+                  **(dict(options) if replan == "milp" else {}))
+    return done.summary(), {"plan.json": done.result.executed.to_json()}
+
+
+def cell_options(policy: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finished cell of ``policy`` records as its options (its summary's
+    ``options``): the MILP's as used, none for a greedy policy."""
+    return solve_options_dict(options) if policy == "milp" else {}
+
+
 def run_bench(instances: list[Path], policies: list[str], out: Path,
               options: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
-              command: str | None = None) -> pd.DataFrame:
-    """Run every missing cell, then write results.csv, results.md and the figures.
+              command: str | None = None, where: Where = Where()) -> pd.DataFrame:
+    """Run every missing cell (where ``where`` says, :mod:`milp.sweep`), then write
+    results.csv, results.md and the figures.
 
-    ``options``: the MILP's (:data:`milp.run.DEFAULTS` for those not given). ``progress``
-    hears ``{"phase": "bench", "done", "total", "cell"}`` before each cell and the solver's
-    events with ``cell`` added."""
+    ``options``: the MILP's (:data:`milp.run.DEFAULTS` for those not given; ``threads``
+    :data:`CELL_THREADS` when not given). ``progress`` hears ``{"phase": "bench",
+    "cells_done", "cells_total", "cell", "status", "finished": True}`` after each cell and, in
+    this process, the cell planner's events with ``cell`` added. Raises
+    :class:`milp.sweep.SweepFailed` when cells failed (the others are written, no table)."""
     options = {**DEFAULTS, **(options or {})}
-    started = time.perf_counter()
+    if options.get("threads") is None:
+        options["threads"] = CELL_THREADS
     loaded = [(d, load_instance(d)) for d in instances]
+    seen: dict[str, Path] = {}
+    for d, inst in loaded:
+        if inst.name in seen:
+            raise InputError(str(d), f"instance {inst.name!r} is also the name of {seen[inst.name]}"
+                             ": their cells would be the same folder; give each instance once")
+        seen[inst.name] = d
     if "milp" in policies and options.get("objective") == "co2":
         for d, inst in loaded:
             if inst.carbon_g_per_kwh is None:
                 raise InputError(str(d), "--objective co2 needs carbon.csv in every instance, "
                                          "and this one has none")
-    total = len(loaded) * len(policies)
-    done = 0
-    for d, inst in loaded:
-        for policy in policies:
-            cell = out / "cells" / inst.name / policy
-            done += 1
-            if (cell / "summary.json").exists():
-                continue
-            name = f"{inst.name} / {policy}"
-            if progress:
-                progress({"phase": "bench", "elapsed_s": round(time.perf_counter() - started, 3), "done": done, "total": total,
-                          "cell": name})
-            cell_progress = (lambda event, name=name: progress({**event, "cell": name})) \
-                if progress else None
-            plan_, summary = run_cell(inst, policy, options, cell_progress, command)
-            plan_.save(cell / "plan.json")
-            write_atomic(cell / "summary.json", json.dumps(summary, indent=2) + "\n")
+    cells = [Cell(name=f"{inst.name} / {policy}", folder=out / "cells" / inst.name / policy,
+                  fn=plan_cell, args=(inst, policy, options if policy == "milp" else {},
+                                      command),
+                  options=cell_options(policy, options))
+             for _, inst in loaded for policy in policies]
+    sweep.run(cells, where, label="bench", progress=progress)
     table = results_table(out, [inst.name for _, inst in loaded], policies)
     write_atomic(out / "results.csv", table.to_csv(index=False))
     write_atomic(out / "results.md", results_markdown(table, options, command))
@@ -138,9 +179,13 @@ def targets(df: pd.DataFrame) -> list[str]:
     if "milp" in set(df.policy):
         milp = df[df.policy == "milp"].set_index("instance")["grid_energy_kwh"]
         greedy = df[df.policy != "milp"].groupby("instance")["grid_energy_kwh"].min()
-        worse = [i for i in milp.index if milp[i] > greedy[i] + 1e-9]
-        out.append("milp grid energy ≤ every greedy policy's on every instance: "
-                   + ("reached" if not worse else f"NOT reached on {', '.join(worse)}"))
+        if greedy.empty:
+            out.append("milp grid energy ≤ every greedy policy's on every instance: not "
+                       "measured (no greedy policy in this run)")
+        else:
+            worse = [i for i in milp.index if milp[i] > greedy[i] + 1e-9]
+            out.append("milp grid energy ≤ every greedy policy's on every instance: "
+                       + ("reached" if not worse else f"NOT reached on {', '.join(worse)}"))
         if "grid_vs_static_pct" in df:
             m = df[df.policy == "milp"]
             out.append(f"milp vs static, mean: grid {m.grid_vs_static_pct.mean():+.1f} % "

@@ -165,6 +165,8 @@ class BuildParams:
 
 
 PARAM_NAMES = tuple(f.name for f in fields(BuildParams))
+#: Instances that ``build-instance --days FROM..TO`` builds at most in one call (ten years).
+MAX_RANGE_DAYS = 3660
 
 
 # ============================================================================ parameters ===
@@ -338,13 +340,63 @@ def load_presets(path: Path = PRESETS) -> dict[str, list[BuildParams]]:
             out[preset] = [base]
             continue
         first = date.fromisoformat(base.day)
-        builds = []
-        for i in range(each_day):
-            d = (first + timedelta(days=i)).isoformat()
-            builds.append(_check_preset(replace(base, name=f"{preset}-{d}", day=d,
-                                                seed=base.seed + i * seed_step), preset, file))
-        out[preset] = builds
+        days = [first + timedelta(days=i) for i in range(each_day)]
+        out[preset] = [_check_preset(q, preset, file)
+                       for q in one_per_day(base, days, seed_step)]
     return out
+
+
+def one_per_day(base: BuildParams, days: list[date], seed_step: int = 1) -> list[BuildParams]:
+    """One build per day of ``days`` (unchecked): named ``<base.name>-<YYYY-MM-DD>``, the
+    i-th (from 0) with seed ``base.seed + i * seed_step`` (presets' ``each_day``,
+    ``build-instance --days FROM..TO``)."""
+    return [replace(base, name=f"{base.name}-{d.isoformat()}", day=d.isoformat(),
+                    seed=base.seed + i * seed_step) for i, d in enumerate(days)]
+
+
+def parse_day_range(text: str, every: int = 1, option: str = "--days") -> list[date]:
+    """``FROM..TO`` (``YYYY-MM-DD..YYYY-MM-DD``, both included), every ``every``-th day from
+    FROM. Raises :class:`InputError` naming ``option``."""
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text.strip())
+    try:
+        first, last = (date.fromisoformat(g) for g in m.groups()) if m else (None, None)
+    except ValueError:
+        first = last = None
+    if first is None or last is None:
+        raise InputError(option, f"{text!r} is neither a number of days nor a range of "
+                                 "calendar days FROM..TO (YYYY-MM-DD..YYYY-MM-DD)")
+    if last < first:
+        raise InputError(option, f"{text!r}: the range ends before it starts")
+    if not 1 <= every <= 366:
+        raise InputError("--every", f"must be a whole number from 1 to 366, got {every}")
+    days = [first + timedelta(days=k) for k in range(0, (last - first).days + 1, every)]
+    if len(days) > MAX_RANGE_DAYS:
+        raise InputError(option, f"{text!r} is {len(days)} days; at most {MAX_RANGE_DAYS} "
+                                 "in one call")
+    return days
+
+
+def buildable(days: list[date], sources: Path = SOURCES
+              ) -> tuple[list[date], list[tuple[date, str]]]:
+    """The days of ``days`` a one-day instance can be built on, and the others with why: a
+    daylight-saving change day (an instance is whole 24-hour days), a day outside the CAISO
+    data or not in its report."""
+    data = load_sources(sources)
+    ok, left_out = [], []
+    for d in days:
+        why = ("a daylight-saving change day" if is_dst_change(d) else
+               "outside the CAISO data" if not data.caiso_first <= d <= data.caiso_last else
+               "not in the CAISO report" if d not in data.caiso_days else "")
+        (left_out.append((d, why)) if why else ok.append(d))
+    return ok, left_out
+
+
+def build_days(base: BuildParams, days: list[date], out_dir: Path, sources: Path = SOURCES
+               ) -> list[Path]:
+    """One instance per day of ``days`` (:func:`one_per_day`) into ``out_dir/<YYYY-MM-DD>/``,
+    all checked before the first is built."""
+    builds = [check_params(q) for q in one_per_day(base, days)]
+    return [_build(q, Path(out_dir) / q.day, Path(sources), CLI_FILE) for q in builds]
 
 
 def _check_preset(p: BuildParams, preset: str, file: str) -> BuildParams:

@@ -642,6 +642,26 @@ def _check_parents(out: Path) -> None:
             return
 
 
+# ---- where a sweep runs (milp.sweep) ----------------------------------------------------------
+
+from milp.sweep import HELP as _SWEEP_HELP  # noqa: E402  (light: no Dask until a sweep runs)
+
+WorkersOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["workers"])]
+SchedulerOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["scheduler"])]
+SlurmOpt = Annotated[bool, typer.Option("--slurm", help=_SWEEP_HELP["slurm"])]
+SlurmJobsOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["slurm_jobs"] +
+                                                     " [default: 1]")]
+SlurmPartitionOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_partition"])]
+SlurmAccountOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_account"])]
+SlurmWalltimeOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_walltime"] +
+                                                         " [default: 01:00:00]")]
+SlurmCoresOpt = Annotated[Optional[int], typer.Option(help=_SWEEP_HELP["slurm_cores"] +
+                                                      " [default: 1]")]
+SlurmMemoryOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_memory"] +
+                                                       " [default: 4GB]")]
+SlurmInterfaceOpt = Annotated[Optional[str], typer.Option(help=_SWEEP_HELP["slurm_interface"])]
+
+
 # ---- bench ----------------------------------------------------------------------------------
 
 @app.command()
@@ -659,24 +679,51 @@ def bench(
     objective: ObjectiveOpt = DEFAULTS["objective"],
     max_mean_jct_h: MaxMeanJctOpt = DEFAULTS["max_mean_jct_h"],
     max_jct_increase: MaxJctIncreaseOpt = DEFAULTS["max_jct_increase_pct"],
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    slurm: SlurmOpt = False,
+    slurm_jobs: SlurmJobsOpt = None,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_walltime: SlurmWalltimeOpt = None,
+    slurm_cores: SlurmCoresOpt = None,
+    slurm_memory: SlurmMemoryOpt = None,
+    slurm_interface: SlurmInterfaceOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run every policy on every instance, score with the evaluator, write results.csv,
-    results.md and figures (grid energy, JCT, one instance's per-site timeline). The MILP's
-    time limit is per instance, from the start of its cell."""
+    results.md and figures (grid energy, JCT, one instance's per-site timeline). Each cell is
+    written as it finishes; a rerun keeps the cells made with the same options. The MILP's
+    time limit is per cell, from its start; a MILP cell uses one thread unless --threads.
+    Cells run in this process, or on Dask: --workers N, --scheduler ADDRESS or --slurm.
+
+    Exit 0, 1 when cells failed (the others are kept), 2 on bad input."""
     from milp.bench import run_bench
     from milp.run import command_line
+    from milp.sweep import SweepFailed, where
 
     options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, None,
                             objective, max_mean_jct_h, max_jct_increase)
+    runs_on = where(workers, scheduler, slurm, slurm_jobs, slurm_partition, slurm_account,
+                    slurm_walltime, slurm_cores, slurm_memory, slurm_interface,
+                    out / "slurm-logs")
     _check_out_dir(out)
     names = [p.strip() for p in policies.split(",") if p.strip()]
+    if not names:
+        raise InputError("--policies", "name at least one policy")
     for name in names:
         _check_policy(name, "--policies")
+    if len(set(names)) < len(names):
+        raise InputError("--policies", f"a policy is named twice: {policies}")
     with _console(verbose, quiet) as progress:
-        table = run_bench(instances, names, out, options, progress, command=command_line())
+        try:
+            table = run_bench(instances, names, out, options, progress,
+                              command=command_line(), where=runs_on)
+        except SweepFailed as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
     cols = ["instance", "policy", "grid_energy_kwh", "mean_jct_h", "migrations",
             "migrations_outside_domain", "deadline_misses", "valid"]
     if as_json:
@@ -748,9 +795,15 @@ def build_instance_cmd(
                                                 "below into this folder.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Instance name (default: --out's name).")]
     = None,
-    day: Annotated[str, typer.Option(help="First local day (CAISO), YYYY-MM-DD.")]
-    = "2019-04-21",
-    days: Annotated[int, typer.Option(help="Consecutive days.")] = 1,
+    day: Annotated[Optional[str], typer.Option(help="First local day (CAISO), YYYY-MM-DD "
+                                               "[default: 2019-04-21].")] = None,
+    days: Annotated[str, typer.Option(help="N: consecutive days in the instance. FROM..TO "
+                                      "(YYYY-MM-DD..YYYY-MM-DD): one instance per day into "
+                                      "--out/<day>/, named <name>-<day>, the i-th with seed "
+                                      "+ i (days that cannot be built are left out, saying why).")]
+    = "1",
+    every: Annotated[int, typer.Option(help="With --days FROM..TO: every N-th day from FROM "
+                                       "(7: one day per week).")] = 1,
     sites: Annotated[int, typer.Option(help="Sites.")] = 5,
     gpus_per_site: Annotated[int, typer.Option(help="GPUs per site.")] = 8,
     jobs: Annotated[int, typer.Option(help="Jobs.")] = 100,
@@ -781,12 +834,17 @@ def build_instance_cmd(
         except ValueError:
             raise InputError("--class-mix", f"{class_mix!r} is not three numbers A,B,C") from None
         _check_out_dir(out)
-        params = build.BuildParams(name=name or out.name, day=day, days=days, sites=sites,
+        span, left_out = _build_span(days, every, day)
+        params = build.BuildParams(name=name or out.name, day=day or "2019-04-21",
+                                   days=span if isinstance(span, int) else 1, sites=sites,
                                    gpus_per_site=gpus_per_site, jobs=jobs, class_mix=mix,
                                    seed=seed, slot_minutes=slot_minutes, slack=slack,
                                    origin_sites=origin_sites, origin_load=origin_load,
                                    last_release_h=last_release_h)
-        built = [build.build_instance(params, out)]
+        for d, why in left_out:
+            typer.echo(f"left out {d.isoformat()}: {why}", err=True)
+        built = ([build.build_instance(params, out)] if isinstance(span, int)
+                 else build.build_days(params, span, out))
     else:
         raise InputError("build-instance", "say --all, --preset NAME or --out DIR")
     if as_json:
@@ -794,6 +852,24 @@ def build_instance_cmd(
         return
     for path in built:
         typer.echo(f"built {path}")
+
+
+def _build_span(days: str, every: int, day: str | None) -> tuple[int | list, list]:
+    """``--days``: a number of consecutive days (one instance), or ``FROM..TO`` (one instance
+    per day: the days, and those left out with why)."""
+    from milp import build
+
+    if days.strip().isdigit():
+        if every != 1:
+            raise InputError("--every", "needs --days FROM..TO")
+        return int(days), []
+    if day is not None:
+        raise InputError("--day", "give the days as --days FROM..TO, without --day")
+    chosen, left_out = build.buildable(build.parse_day_range(days, every))
+    if not chosen:
+        raise InputError("--days", f"{days!r} holds no day an instance can be built on "
+                         f"({left_out[0][0]}: {left_out[0][1]})")
+    return chosen, left_out
 
 
 # ---- replay / replan ----------------------------------------------------------------------

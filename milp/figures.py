@@ -88,6 +88,26 @@ def bars_png(df: pd.DataFrame, column: str, label: str, path: str | Path) -> Pat
     return _save(fig, path)
 
 
+def monthly_png(df: pd.DataFrame, column: str, label: str, path: str | Path,
+                title: str = "") -> Path:
+    """One line per policy of ``column`` averaged over each month's instances (``df``: one row
+    per instance × policy with ``month`` 1..12 and ``policy``)."""
+    mean = df.groupby(["month", "policy"], sort=False)[column].mean().unstack("policy")
+    mean = mean.sort_index()[[p for p in dict.fromkeys(df.policy)]]
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    for policy in mean.columns:
+        ax.plot(mean.index, mean[policy], marker="o", label=policy)
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    ax.set_xticks(range(1, 13), months)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel(label)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def timeline_png(inst, load_kw: np.ndarray, moves: np.ndarray, title: str,
                  path: str | Path) -> Path:
     """Per site: renewable power available and the plan's load (kW) over the day; arrows mark

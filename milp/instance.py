@@ -23,7 +23,7 @@ import csv
 import io
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -149,6 +149,20 @@ class Instance:
     def __post_init__(self) -> None:
         if self.from_checkpoint is None:
             object.__setattr__(self, "from_checkpoint", read_only(np.zeros(len(self.jobs), bool)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps (a sweep's cells run in other processes, :mod:`milp.sweep`):
+        the fields, the read-only mapping ``extra`` as a dict; what is cached is recomputed."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["extra"] = dict(state["extra"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                value = read_only(value)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "extra", MappingProxyType(dict(state["extra"])))
 
     @classmethod
     def from_frames(cls, *, sites: pd.DataFrame, renewable: pd.DataFrame, jobs: pd.DataFrame,

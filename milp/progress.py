@@ -12,11 +12,13 @@ command or :func:`milp.run.plan` call started):
   ``source`` ``highs``, incumbent, bound and gap read from its branch-and-bound table;
 - a greedy policy: phase its name, ``done`` and ``total`` (its own units of work: slots or
   jobs), then ``done``;
-- ``milp bench``: phase ``bench`` with ``done``, ``total`` and ``cell`` (instance / policy)
-  before each cell, and the events of the cell's planner with ``cell`` added.
+- a sweep (``milp bench``, :mod:`milp.sweep`): phase ``bench`` with ``cell`` (instance /
+  policy), ``cells_done``, ``cells_total``, ``status`` and ``finished`` after each cell, and
+  (cells run in this process) the events of the cell's planner with ``cell``,
+  ``cells_done`` and ``cells_total`` added.
 
 Events can come hundreds per second: :class:`Throttle` lets through the first, the first of
-each phase, ``done``, and otherwise one per interval. :class:`ProgressLine` shows what passes
+each phase, ``done``, every finished cell of a sweep, and otherwise one per interval. :class:`ProgressLine` shows what passes
 on one line of a terminal, rewritten in place, or as log lines of the logger
 ``milp.progress`` (INFO) when the output is not a terminal. Nothing here changes the planners.
 """
@@ -48,12 +50,27 @@ LOG_EVERY_S = 10.0
 VERBOSE_EVERY_S = 1.0
 
 
-def describe(event: Event) -> str:
+#: Characters of a sweep's progress bar on a terminal.
+BAR_WIDTH = 20
+
+
+def describe(event: Event, bar: bool = False) -> str:
     """One event as a short line: ``12.3 s  mip  plan 15.95 kWh  bound 15.7 kWh  gap 1.6 %
-    round 34  3210 schedules`` (objective and bound in kWh, the gap in %)."""
+    round 34  3210 schedules`` (objective and bound in kWh, the gap in %). A sweep's events
+    start with the cells done (``[3/52 cells]``, or with ``bar`` a bar: ``[#####-----] 3/52``)
+    and the cell; a finished cell ends with its status."""
     parts = [f"{event.get('elapsed_s', 0.0):6.1f} s", str(event.get("phase", "?"))]
     if event.get("cell"):
         parts.insert(0, f"[{event['cell']}]")
+    if event.get("cells_total"):
+        done, total = event.get("cells_done", 0), event["cells_total"]
+        if bar:
+            full = round(BAR_WIDTH * done / total)
+            parts.insert(0, f"[{'#' * full}{'-' * (BAR_WIDTH - full)}] {done}/{total}")
+        else:
+            parts.insert(0, f"[{done}/{total} cells]")
+    if event.get("status"):
+        parts.append(str(event["status"]))
     if "total" in event and event.get("total"):
         done, total = event.get("done", 0), event["total"]
         parts.append(f"{done}/{total} ({100.0 * done / total:.0f} %)")
@@ -80,8 +97,9 @@ def _finite(x: Any) -> float | None:
 
 
 class Throttle:
-    """Which events to show: the first, the first of each phase, every ``done``, and otherwise
-    at most one per ``every_s`` seconds of ``clock`` (an event held back is not shown later)."""
+    """Which events to show: the first, the first of each phase, every ``done`` and every
+    finished cell (``finished``), and otherwise at most one per ``every_s`` seconds of
+    ``clock`` (an event held back is not shown later)."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.every_s = every_s
@@ -92,7 +110,7 @@ class Throttle:
     def __call__(self, event: Event) -> bool:
         now = self.clock()
         phase = str(event.get("phase"))
-        new = phase not in self.phases or phase == "done"
+        new = phase not in self.phases or phase == "done" or bool(event.get("finished"))
         if not new and self.last is not None and now - self.last < self.every_s:
             return False
         self.phases.add(phase)
@@ -135,7 +153,7 @@ class ProgressLine:
     def __call__(self, event: Event) -> None:
         if not self.throttle(event):
             return
-        text = f"{self.label}{describe(event)}"
+        text = f"{self.label}{describe(event, bar=self.terminal)}"
         if not self.terminal:
             LOG.info("%s", text)
             return

@@ -427,3 +427,33 @@ def test_origin_sites_load_and_last_release(tmp_path):
 def test_contention_days_load_their_origins(folder):
     load = B.origin_load(load_instance(folder))
     assert (load[:2] >= 0.6).all() and (load[2:] == 0).all()
+
+
+def test_build_instance_builds_a_range_of_days_in_one_call(tmp_path):
+    """``--days FROM..TO --every 7``: one instance per week into OUT/<day>/, seeds 1, 2, ...;
+    the daylight-saving change day (2018-03-11, a Sunday) is left out, saying so."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "year"
+    cmd = [sys.executable, "-c", "from milp.cli import main; main()", "build-instance",
+           "--out", str(out), "--sites", "2", "--jobs", "10"]
+    r = subprocess.run([*cmd, "--days", "2018-02-25..2018-03-18", "--every", "7"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "left out 2018-03-11: a daylight-saving change day\n"
+    assert sorted(p.name for p in out.iterdir()) == ["2018-02-25", "2018-03-04", "2018-03-18"]
+    seeds = []
+    for d in ("2018-02-25", "2018-03-04", "2018-03-18"):
+        toml = (out / d / "instance.toml").read_text()
+        assert f'name = "year-{d}"' in toml and f"day={d} days=1 " in toml
+        seeds.append(toml.split(" seed=")[1].split()[0])
+    assert seeds == ["1", "2", "3"]
+    for bad, said in ((["--days", "2018-03-04..2018-03-01"], "error: --days: '2018-03-04..2018"
+                       "-03-01': the range ends before it starts"),
+                      (["--days", "2018-03-04..", ], "error: --days: '2018-03-04..' is neither"),
+                      (["--days", "2", "--every", "7"], "error: --every: needs --days FROM..TO"),
+                      (["--days", "2018-03-01..2018-03-02", "--day", "2018-03-01"],
+                       "error: --day: give the days as --days FROM..TO")):
+        r = subprocess.run([*cmd, *bad], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
