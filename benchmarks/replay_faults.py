@@ -79,14 +79,16 @@ def cells(days: list[str], time_limit_s: float, out: Path, plans: Path = CELLS
     made = []
     for day in days:
         inst = load_instance(ROOT / "instances" / day)
-        plan = Plan.load(plans / inst.name / "milp" / "plan.json")
+        plan_file = plans / inst.name / "milp" / "plan.json"
+        plan = Plan.load(plan_file)
+        inputs = sweep.fingerprint(ROOT / "instances" / day, plan_file)
         for name, faults in scenarios(inst, plan).items():
             for mode, policy in MODES.items():
                 used = options if policy == "milp" else {}
                 made.append(sweep.Cell(f"{inst.name} / {name} / {mode}",
                                       out / "cells" / inst.name / name / mode, replay_cell,
                                       (inst, plan, faults, policy, used),
-                                      cell_options(policy or "", used)))
+                                      cell_options(policy or "", used), inputs))
     return made
 
 

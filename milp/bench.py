@@ -116,8 +116,8 @@ def run_bench(instances: list[Path], policies: list[str], out: Path,
     cells = [Cell(name=f"{inst.name} / {policy}", folder=out / "cells" / inst.name / policy,
                   fn=plan_cell, args=(inst, policy, options if policy == "milp" else {},
                                       command),
-                  options=cell_options(policy, options))
-             for _, inst in loaded for policy in policies]
+                  options=cell_options(policy, options), inputs=sweep.fingerprint(d))
+             for d, inst in loaded for policy in policies]
     sweep.run(cells, where, label="bench", progress=progress)
     table = results_table(out, [inst.name for _, inst in loaded], policies)
     write_atomic(out / "results.csv", table.to_csv(index=False))

@@ -29,6 +29,7 @@ cells computed again, failures) go to the logger ``milp.sweep``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -263,6 +264,9 @@ class Cell:
     fn: Callable[..., CellOutput]
     args: tuple = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: :func:`fingerprint` of the files the cell reads (instance folder, plan): a finished cell
+    #: made from other inputs is computed again ("" = not checked).
+    inputs: str = ""
 
 
 @dataclass
@@ -297,6 +301,24 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, allow_nan=True))
 
 
+#: The files of a folder that :func:`fingerprint` reads.
+DATA_SUFFIXES = (".csv", ".toml")
+
+
+def fingerprint(*paths: Path) -> str:
+    """SHA-256 (hex, 16 digits) of the files a cell reads: each path a file or a folder (its
+    ``.csv`` and ``.toml`` files, by relative name: an instance's data, not its README), names
+    and bytes, in order."""
+    h = hashlib.sha256()
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES
+                       ) if path.is_dir() else [path]
+        for f in files:
+            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            h.update(b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def state(cell: Cell) -> tuple[str, str]:
     """``("done", "")``, ``("missing", "")`` or ``("stale", why)`` for a cell's folder."""
     path = cell.folder / "summary.json"
@@ -308,6 +330,9 @@ def state(cell: Cell) -> tuple[str, str]:
         return "stale", "its summary.json is unreadable"
     if not isinstance(summary, dict) or "options" not in summary:
         return "stale", "it records no options (made by an older milp)"
+    if cell.inputs and summary.get("inputs") != cell.inputs:
+        return "stale", ("its inputs changed (instance or plan files)" if "inputs" in summary
+                         else "it records no inputs (made by an older milp)")
     old, new = _normal(summary["options"]), _normal(dict(cell.options))
     if old == new:
         return "done", ""
@@ -320,7 +345,7 @@ def state(cell: Cell) -> tuple[str, str]:
 
 def _write(cell: Cell, summary: dict, files: Mapping[str, str], ran: Mapping[str, Any]) -> None:
     """The cell's files and then its summary (with ``sweep``: where it ran), all or none."""
-    summary = {**summary, "sweep": dict(ran)}
+    summary = {**summary, "sweep": dict(ran), **({"inputs": cell.inputs} if cell.inputs else {})}
     names = [n for n in files if n != "summary.json"]
     paths = [cell.folder / n for n in names] + [cell.folder / "summary.json"]
     texts = [files[n] for n in names] + [json.dumps(summary, indent=2, allow_nan=False,

@@ -185,3 +185,33 @@ def test_the_progress_of_a_sweep_is_a_bar_on_a_terminal():
              "status": "done in 1.0 s", "finished": True}
     assert describe(event, bar=True).startswith("[#####---------------] 3/12  [d / milp]")
     assert describe(event).startswith("[3/12 cells]  [d / milp]")
+
+
+def test_a_cell_is_computed_again_when_its_instance_changes(tmp_path, caplog):
+    """The stale-cell bug's other half: a cell made from other instance files (or another plan,
+    for the replays) is computed again; the instance's README does not count."""
+    import shutil
+
+    from milp.bench import run_bench
+
+    day = tmp_path / "tiny-3site"
+    shutil.copytree(TINY, day)
+    out = tmp_path / "b"
+    run_bench([day], ["static"], out)
+    summary = out / "cells" / "tiny-3site" / "static" / "summary.json"
+    made = json.loads(summary.read_text())["inputs"]
+    assert made == sweep.fingerprint(day)
+    (day / "README.md").write_text("notes that change nothing\n")
+    with caplog.at_level(logging.INFO, logger="milp.sweep"):
+        run_bench([day], ["static"], out)
+    assert not any("computed again" in m for m in caplog.messages), caplog.messages
+    jobs = (day / "jobs.csv").read_text().splitlines()
+    fields = jobs[1].split(",")
+    col = jobs[0].split(",").index("work_h")
+    fields[col] = str(float(fields[col]) / 2)
+    (day / "jobs.csv").write_text("\n".join([jobs[0], ",".join(fields), *jobs[2:]]) + "\n")
+    with caplog.at_level(logging.INFO, logger="milp.sweep"):
+        run_bench([day], ["static"], out)
+    assert ("tiny-3site / static: computed again: its inputs changed (instance or plan files)"
+            in caplog.messages), caplog.messages
+    assert json.loads(summary.read_text())["inputs"] == sweep.fingerprint(day) != made
