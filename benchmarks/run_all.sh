@@ -14,7 +14,8 @@ rm -rf benchmarks/results/study
 .venv/bin/python benchmarks/execution_rules.py --time-limit 40
 .venv/bin/python benchmarks/milp_scale.py
 .venv/bin/python benchmarks/tradeoff.py --time-limit 120
-.venv/bin/python benchmarks/replay_faults.py --time-limit 20
+rm -rf benchmarks/results/replay
+.venv/bin/python benchmarks/replay_faults.py --time-limit 20 --workers 2
 rm -rf solutions/paper-5site/pareto
 .venv/bin/milp pareto instances/paper-5site --points 5 --time-limit 60 --threads 1 --out solutions/paper-5site/pareto
 .venv/bin/python benchmarks/year_sweep.py --weeks 52 --time-limit 30 --workers 2
