@@ -39,7 +39,7 @@ from milp import build  # noqa: E402
 from milp.bench import run_bench  # noqa: E402
 from milp.files import write_atomic  # noqa: E402
 from milp.instance import load_instance  # noqa: E402
-from milp.run import NoPlan  # noqa: E402
+from milp.sweep import SweepFailed  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "tradeoff"
 CONTENTION = sorted((ROOT / "instances" / "contention-5site").glob("*/"))
@@ -62,14 +62,17 @@ def bench(name: str, instances: list[Path], policies: list[str], options: dict) 
 def bench_planned(name: str, instances: list[Path], policies: list[str], options: dict
                   ) -> tuple[pd.DataFrame, list[str]]:
     """:func:`bench` over the days where every policy finds a plan (a bound no plan met in the
-    time ends a MILP cell with :class:`NoPlan`); returns the table and the days left out."""
+    time fails a MILP cell, and :func:`run_bench` raises :class:`SweepFailed`); returns the
+    table and the days left out."""
     planned, missed = [], []
     for day in instances:
         try:
             bench(name, [day], policies, options)
             planned.append(day)
-        except NoPlan:
+        except SweepFailed:
             missed.append(day.name)
+    if not planned:
+        return pd.DataFrame(columns=["instance", "policy"]), missed
     return bench(name, planned, policies, options), missed
 
 
