@@ -87,6 +87,18 @@ def cell_options(policy: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return solve_options_dict(options) if policy == "milp" else {}
 
 
+def load_in_folder(d: Path) -> Instance:
+    """:func:`load_instance`, whose mistake names the instance folder too (a sweep reads many:
+    ``days/x/jobs.csv line 2, …`` rather than ``jobs.csv line 2, …``)."""
+    try:
+        return load_instance(d)
+    except InputError as e:
+        if Path(e.file).is_absolute() or e.file.startswith(str(d)):
+            raise
+        raise InputError(str(Path(d) / e.file), e.message, line=e.line, field=e.field,
+                         row=e.row) from None
+
+
 def run_bench(instances: list[Path], policies: list[str], out: Path,
               options: Mapping[str, Any] | None = None, progress: ProgressFn | None = None,
               command: str | None = None, where: Where = Where()) -> pd.DataFrame:
@@ -101,7 +113,7 @@ def run_bench(instances: list[Path], policies: list[str], out: Path,
     options = {**DEFAULTS, **(options or {})}
     if options.get("threads") is None:
         options["threads"] = CELL_THREADS
-    loaded = [(d, load_instance(d)) for d in instances]
+    loaded = [(d, load_in_folder(d)) for d in instances]
     seen: dict[str, Path] = {}
     for d, inst in loaded:
         if inst.name in seen:

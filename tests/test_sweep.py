@@ -215,3 +215,20 @@ def test_a_cell_is_computed_again_when_its_instance_changes(tmp_path, caplog):
     assert ("tiny-3site / static: computed again: its inputs changed (instance or plan files)"
             in caplog.messages), caplog.messages
     assert json.loads(summary.read_text())["inputs"] == sweep.fingerprint(day) != made
+
+
+def test_bench_names_the_instance_folder_of_a_mistake(tmp_path):
+    """Issue 19: with many instances, the one line names the folder, not just ``jobs.csv``."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    bad = tmp_path / "days" / "bad"
+    shutil.copytree(TINY, bad)
+    rows = (bad / "jobs.csv").read_text().splitlines()
+    rows[1] = "," + rows[1].split(",", 1)[1]
+    (bad / "jobs.csv").write_text("\n".join(rows) + "\n")
+    r = run_cli("bench", TINY, bad, "--policies", "static", "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert f"{bad / 'jobs.csv'} line 2, field 'job'" in r.error, r.error
+    assert not (tmp_path / "out").exists()
