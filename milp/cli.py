@@ -578,8 +578,9 @@ def pareto_cmd(
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.engine.solve import NoPlanFound
-    from milp.run import command_line, solve_options
+    from milp.run import command_line, provenance, solve_options
 
+    command_started = time.perf_counter()
     options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, max_sites,
                             objective)
     _check_out_dir(out, files=("pareto.csv", "pareto.png", "summary.json"), folders=("plans",))
@@ -605,7 +606,8 @@ def pareto_cmd(
     chosen = front.nondominated()
     files = {id(s): f"plans/point-{k + 1}.json" for k, s in enumerate(chosen)}
     table = pareto.tables(front, files)
-    summary = pareto.summary(inst, front, points, options, command_line())
+    summary = pareto.summary(inst, front, points, options,
+                             provenance(command_started, command=command_line()))
     with staged_dir(out, kept=_warn_kept) as stage:     # every file, or none
         (stage / "plans").mkdir()
         for s in chosen:

@@ -274,7 +274,7 @@ def test_json_output_is_json(tmp_path, inputs, command):
     assert code == 0, (out, err)
     data = json.loads(out)
     assert data
-    if command in ("plan", "replan", "replay"):
+    if command in ("plan", "replan", "replay", "pareto"):
         assert data == json.loads((tmp_path / "out" / "summary.json").read_text())
         prov = data["provenance"]
         assert {"milp", "highs", "pyomo", "python", "cores", "started", "wall_s",
