@@ -45,6 +45,10 @@ LOG = logging.getLogger("milp")
 MAX_LINES = 20
 #: Largest seed (HiGHS takes a 32-bit random_seed; the same bound for replay's noise).
 MAX_SEED = 2**31 - 1
+#: The line (after ``error: ``) when the machine runs out of memory: exit 1.
+OUT_OF_MEMORY = ("out of memory: this machine cannot hold what the command needs for this "
+                 "input (README.md, 'Size policy'); free memory, or use a smaller instance "
+                 "or a machine with more memory")
 
 
 def _number(low: float = 0.0, high: float = HUGE, *, above: bool = False):
@@ -1270,8 +1274,9 @@ def _echo_totals(path: Path, t: dict, plan_id: str | None = None,
 def main() -> None:
     """Console entry point: run the app. A user mistake — in a file (:class:`InputError`) or
     on the command line (an unknown option, a bad value) — is one ``error:`` line on stderr
-    and exit 2. SIGTERM and SIGHUP end it as Ctrl-C does, removing its staging folders
-    (exit 143, 129)."""
+    and exit 2. Running out of memory is one ``error: out of memory`` line and exit 1 (staging
+    folders removed on the way out). SIGTERM and SIGHUP end it as Ctrl-C does, removing its
+    staging folders (exit 143, 129)."""
     import signal
 
     from milp.files import stop_on_termination
@@ -1294,6 +1299,9 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MemoryError:
+        typer.echo(f"error: {OUT_OF_MEMORY}", err=True)
         sys.exit(1)
     finally:
         for s, handler in handlers.items():

@@ -352,3 +352,19 @@ def test_json_stdout_stays_json_when_the_solver_talks(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["solver"]["engine"] == "decomposition"
     assert "Running HiGHS" not in r.stdout + r.stderr            # only with --verbose
+
+
+# ---- out of memory -------------------------------------------------------------------------------
+
+def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """A MemoryError (a huge instance on a small machine) used to end in a traceback."""
+    import milp.instance
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(milp.instance, "load_instance", exhausted)
+    for args in (["check", TINY], ["plan", TINY, "--policy", "static", "--out", tmp_path / "o"]):
+        code, out, err = run_main(*args)
+        assert code == 1 and "Traceback" not in err, err
+        assert err.splitlines() == [err.strip()] and err.startswith("error: out of memory: ")
+        assert not (tmp_path / "o").exists()
