@@ -285,3 +285,22 @@ def test_no_seed_is_skipped_while_there_is_time():
 
     seeds, skipped = seeds_within(load_instance(TINY), deadline=time.perf_counter() + 600)
     assert skipped == [] and {s[0] for s in seeds} <= set(SEED_POLICIES) and seeds
+
+
+#: The statuses summary.json may report beside a plan (README.md, 'The MILP planner').
+PLAN_STATUSES = {"optimal", "gap_reached", "stopped", "time_limit", "seed_kept", "too_large"}
+
+
+def test_compute_kw_at_the_top_of_its_range_keeps_the_seed_with_a_plan_status(tiny_copy):
+    """compute_kw = 1e12 (the largest accepted) breaks HiGHS's numerics: the solver used to
+    end with a no-plan status (infeasible, error_no_plan) written beside the valid seed it
+    returned. The status now says the seed was kept."""
+    toml = tiny_copy / "instance.toml"
+    toml.write_text(toml.read_text().replace("compute_kw = 0.75 ", "compute_kw = 1e12 "))
+    inst = load_instance(tiny_copy)
+    assert inst.compute_kw.max() == 1e12
+    plan, facts = plan_milp(inst, SolveOptions(engine="compact", **COUNTED))
+    e = evaluate(inst, plan)
+    assert e.valid and e.deadline_misses == 0
+    assert facts.status in PLAN_STATUSES, facts.status
+    assert facts.grid_energy_kwh == pytest.approx(e.grid_energy_kwh, rel=1e-9)
