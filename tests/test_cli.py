@@ -18,7 +18,7 @@ import pytest
 
 from milp.plan import JobPlan, Plan, Run
 from milp.policies import POLICIES
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import HANG_GUARD, ROOT, TINY, run_cli
 from tests.test_hostile import run_main
 
 
@@ -354,9 +354,11 @@ def test_interchange_files_carry_no_float_noise(tmp_path):
 def test_json_stdout_stays_json_when_the_solver_talks(tmp_path):
     """highspy prints HiGHS's banner on descriptor 1 when the decomposition makes a model: it
     used to land in stdout, before the results."""
+    # any bound ends the solve (--abs-gap), so the time limit is only a guard against a hang
     r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()", "plan",
-                        str(TINY), "--engine", "decomposition", "--time-limit", "10", "--out",
-                        str(tmp_path / "o"), "--json"], capture_output=True, text=True)
+                        str(TINY), "--engine", "decomposition", "--abs-gap", "1e6",
+                        *HANG_GUARD, "--out", str(tmp_path / "o"), "--json"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["solver"]["engine"] == "decomposition"
     assert "Running HiGHS" not in r.stdout + r.stderr            # only with --verbose
