@@ -44,8 +44,8 @@ from milp.plan import Migration, Plan
 from milp.policies import POLICIES
 
 #: The greedy seeds in order of preference on a tie; they are made in the reverse order,
-#: cheapest first (at the size policy's corners ``static`` takes 11–15 s, ``feasibility-aware``
-#: 48–200 s), so that a time limit cuts the dearest.
+#: cheapest first (at the size policy's corners ``milp plan`` takes 11–15 s with ``static``,
+#: 48–200 s with ``feasibility-aware``: README.md), so that a time limit cuts the dearest.
 SEED_POLICIES = ("feasibility-aware", "wait-awhile", "static")
 
 
@@ -224,7 +224,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     report("seeds", incumbent=goal.cost(inst, physics.solution_from_plan(
         inst, seed[1]))[0] if seed else None)
     incumbent = physics.solution_from_plan(inst, seed[1]) if seed else None
-    engine, run = _run_engine(inst, opt, seeds, deadline, report, goal)
+    engine, run = _run_engine(inst, opt, seeds, incumbent, deadline, report, goal)
     facts = SolverFacts(
         engine=engine, status=run.status, objective=None, bound=run.bound, gap=None,
         seed_s=seed_s, build_s=run.build_s, solve_s=run.solve_s, grid_energy_kwh=None,
@@ -262,11 +262,11 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
 
 
 def _run_engine(inst: Instance, opt: SolveOptions, seeds: list[tuple[str, Plan, float]],
-                deadline: float, report: Callable[..., None], goal: physics.Goal
-                ) -> tuple[str, _Result]:
-    """The engine's name and its result, from the seeds (best first); engine ``none`` and
-    status ``time_limit`` when the seeds have used the time up (``time_limit_no_plan``
-    without a seed)."""
+                incumbent: Solution | None, deadline: float, report: Callable[..., None],
+                goal: physics.Goal) -> tuple[str, _Result]:
+    """The engine's name and its result, from the seeds (best first; ``incumbent``: the first
+    as a solution); engine ``none`` and status ``time_limit`` when the seeds have used the time
+    up (``time_limit_no_plan`` without a seed)."""
     if time.perf_counter() >= deadline:
         return "none", _Result(status="time_limit" if seeds else "time_limit_no_plan")
     engine = choose_engine(inst, opt)
@@ -275,7 +275,6 @@ def _run_engine(inst: Instance, opt: SolveOptions, seeds: list[tuple[str, Plan, 
             inst, opt, [physics.solution_from_plan(inst, s[1]) for s in seeds], deadline,
             report, goal)
     report("compact")
-    incumbent = physics.solution_from_plan(inst, seeds[0][1]) if seeds else None
     return engine, _solve_compact(inst, opt, incumbent, deadline, goal)
 
 
