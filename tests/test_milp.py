@@ -291,15 +291,17 @@ def test_no_seed_is_skipped_while_there_is_time():
 PLAN_STATUSES = {"optimal", "gap_reached", "stopped", "time_limit", "seed_kept", "too_large"}
 
 
-def test_compute_kw_at_the_top_of_its_range_keeps_the_seed_with_a_plan_status(tiny_copy):
-    """compute_kw = 1e12 (the largest accepted) breaks HiGHS's numerics: the solver used to
-    end with a no-plan status (infeasible, error_no_plan) written beside the valid seed it
+@pytest.mark.parametrize("engine", ["compact", "decomposition"])
+def test_compute_kw_at_the_top_of_its_range_keeps_the_seed_with_a_plan_status(tiny_copy,
+                                                                              engine):
+    """compute_kw = 1e12 (the largest accepted) breaks HiGHS's numerics: the compact engine
+    used to end with a no-plan status (infeasible, error_no_plan) written beside the valid seed
     returned. The status now says the seed was kept."""
     toml = tiny_copy / "instance.toml"
     toml.write_text(toml.read_text().replace("compute_kw = 0.75 ", "compute_kw = 1e12 "))
     inst = load_instance(tiny_copy)
     assert inst.compute_kw.max() == 1e12
-    plan, facts = plan_milp(inst, SolveOptions(engine="compact", **COUNTED))
+    plan, facts = plan_milp(inst, SolveOptions(engine=engine, **COUNTED))
     e = evaluate(inst, plan)
     assert e.valid and e.deadline_misses == 0
     assert facts.status in PLAN_STATUSES, facts.status

@@ -18,7 +18,7 @@ H = 3600.0
 #: time limits of 600 s only guard against a hang (README.md, 'Reliability').
 ENGINES = [dict(engine="compact", gap=0, abs_gap=0, node_limit=500),
            dict(engine="decomposition", gap=0, abs_gap=0, max_rounds=60, node_limit=500,
-                search_moves=20, max_dives=1)]
+                search_moves=20, max_sweeps=100, max_dives=1)]
 
 
 def dark_then_sun(tmp):
