@@ -45,6 +45,10 @@ LOG = logging.getLogger("milp")
 MAX_LINES = 20
 #: Largest seed (HiGHS takes a 32-bit random_seed; the same bound for replay's noise).
 MAX_SEED = 2**31 - 1
+#: The line (after ``error: ``) when the machine runs out of memory: exit 1.
+OUT_OF_MEMORY = ("out of memory: this machine cannot hold what the command needs for this "
+                 "input (README.md, 'Size policy'); free memory, or use a smaller instance "
+                 "or a machine with more memory")
 
 
 def _number(low: float = 0.0, high: float = HUGE, *, above: bool = False):
@@ -578,8 +582,9 @@ def pareto_cmd(
     from milp.files import staged_dir, write_atomic
     from milp.instance import load_instance
     from milp.engine.solve import NoPlanFound
-    from milp.run import command_line, solve_options
+    from milp.run import command_line, provenance, solve_options
 
+    command_started = time.perf_counter()
     options = _milp_options(time_limit, gap, abs_gap, engine, threads, seed, False, max_sites,
                             objective)
     _check_out_dir(out, files=("pareto.csv", "pareto.png", "summary.json"), folders=("plans",))
@@ -605,7 +610,8 @@ def pareto_cmd(
     chosen = front.nondominated()
     files = {id(s): f"plans/point-{k + 1}.json" for k, s in enumerate(chosen)}
     table = pareto.tables(front, files)
-    summary = pareto.summary(inst, front, points, options, command_line())
+    summary = pareto.summary(inst, front, points, options,
+                             provenance(command_started, command=command_line()))
     with staged_dir(out, kept=_warn_kept) as stage:     # every file, or none
         (stage / "plans").mkdir()
         for s in chosen:
@@ -1344,8 +1350,9 @@ def _echo_totals(path: Path, t: dict, plan_id: str | None = None,
 def main() -> None:
     """Console entry point: run the app. A user mistake — in a file (:class:`InputError`) or
     on the command line (an unknown option, a bad value) — is one ``error:`` line on stderr
-    and exit 2. SIGTERM and SIGHUP end it as Ctrl-C does, removing its staging folders
-    (exit 143, 129)."""
+    and exit 2. Running out of memory is one ``error: out of memory`` line and exit 1 (staging
+    folders removed on the way out). SIGTERM and SIGHUP end it as Ctrl-C does, removing its
+    staging folders (exit 143, 129)."""
     import signal
 
     from milp.files import stop_on_termination
@@ -1368,6 +1375,9 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MemoryError:
+        typer.echo(f"error: {OUT_OF_MEMORY}", err=True)
         sys.exit(1)
     finally:
         for s, handler in handlers.items():

@@ -166,11 +166,13 @@ def _row(policy: str, e: Evaluation, static: Evaluation, bound: float | None,
             e.unfinished_jobs, e.valid, status, gap, plan]
 
 
-def summary(inst: Instance, frontier: Frontier, points: int, options: dict, command: str
-            ) -> dict:
-    """summary.json: the options, the static plan's mean JCT, the bounds and every solve."""
+def summary(inst: Instance, frontier: Frontier, points: int, options: dict,
+            provenance: dict) -> dict:
+    """summary.json: the options, the static plan's mean JCT, the bounds, every solve and the
+    provenance (:func:`milp.run.provenance`, the command line included), as every command's
+    summary has."""
     return {"instance": inst.name, "objective": frontier.objective, "points": points,
-            "options": dict(options), "command": command,
+            "options": dict(options),
             "static_mean_jct_h": frontier.static_jct_h, "bounds_h": frontier.bounds_h,
             "solves": [{"bound_mean_jct_h": s.bound_h, "status": s.status,
                         "mean_jct_h": s.evaluation.mean_jct_h if s.evaluation else None,
@@ -178,7 +180,8 @@ def summary(inst: Instance, frontier: Frontier, points: int, options: dict, comm
                         else None,
                         "grid_co2_kg": s.evaluation.grid_co2_kg if s.evaluation else None,
                         "solver": s.facts.to_dict() if s.facts else None}
-                       for s in frontier.solved]}
+                       for s in frontier.solved],
+            "provenance": dict(provenance)}
 
 
 def figure(frontier: Frontier, table: pd.DataFrame, title: str, path) -> None:

@@ -14,6 +14,16 @@ TINY = ROOT / "instances" / "tiny-3site"
 GOLDEN_PLAN = ROOT / "solutions" / "paper-5site" / "plan.json"
 SHIPPED_PLANS = sorted((ROOT / "solutions").rglob("*plan.json"))
 START = "2024-06-01T00:00:00+00:00"
+#: MILP options whose every limit is a count — column-generation rounds, branch-and-bound nodes
+#: (HiGHS's mip_max_nodes), search moves, best-response sweeps, dives — on one thread, so that
+#: what a solve reaches does not depend on the machine's speed or load; the time limit is far
+#: above what the work needs and only guards against a hang (README.md, 'Reliability').
+COUNTED = dict(time_limit_s=600, max_rounds=60, node_limit=200, search_moves=20,
+               max_sweeps=100, max_dives=1, threads=1)
+#: The command line takes no count limits: its tests of the MILP run tiny days (a proof of
+#: infeasibility, a 2-job optimum) with a time limit far above what they need, only a guard
+#: against a hang.
+HANG_GUARD = ["--time-limit", "600", "--threads", "1"]
 
 
 def iso(hours: float, start: str = START) -> str:

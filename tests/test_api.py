@@ -21,7 +21,7 @@ from milp.evaluate import evaluate
 from milp.instance import Instance, load_instance
 from milp.plan import FRAME_COLUMNS, Plan, Run, check_matches
 from milp.policies import POLICIES
-from tests.conftest import ROOT, TINY, write_instance
+from tests.conftest import COUNTED, ROOT, TINY, write_instance
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,11 @@ def test_plan_greedy_outcome_is_the_evaluators(inst):
 
 def test_plan_milp_passes_options_through_and_reports_progress(inst):
     events = []
-    outcome = milp.plan(inst, time_limit_s=20, engine="decomposition", seed=3,
-                        progress=events.append)
+    outcome = milp.plan(inst, engine="decomposition", seed=3, progress=events.append,
+                        **COUNTED)
     facts = outcome.facts
     assert facts["policy"] == "milp"                                  # the default policy
-    assert facts["options"] == {**milp.DEFAULTS, "time_limit_s": 20, "engine": "decomposition",
+    assert facts["options"] == {**milp.DEFAULTS, **COUNTED, "engine": "decomposition",
                                 "seed": 3}
     assert facts["solver"]["engine"] == "decomposition"
     assert facts["solver"]["grid_energy_kwh"] == pytest.approx(
@@ -89,7 +89,7 @@ def test_no_plan_is_an_exception_that_says_why(tmp_path):
 
     d = crowded(tmp_path, [5] * 16, [])
     with pytest.raises(milp.NoPlan) as caught:
-        milp.plan(load_instance(d), time_limit_s=20)
+        milp.plan(load_instance(d), **COUNTED)
     e = caught.value
     assert e.status == "infeasible" and e.explained
     assert len(e.reasons) == 1 and "it cannot move: no link leaves home" in e.reasons[0]

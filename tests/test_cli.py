@@ -18,7 +18,7 @@ import pytest
 
 from milp.plan import JobPlan, Plan, Run
 from milp.policies import POLICIES
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import HANG_GUARD, ROOT, TINY, run_cli
 from tests.test_hostile import run_main
 
 
@@ -167,6 +167,8 @@ WRITERS = {
     "export argo": ["export", "argo", "PLAN", "--out", "OUT"],
     "phase-diagram": ["phase-diagram", "--points", "5", "--out", "OUT"],
     "build-instance": ["build-instance", "--out", "OUT", "--jobs", "10", "--sites", "2"],
+    "bench": ["bench", TINY, "--policies", "static", "--out", "OUT"],
+    "pareto": ["pareto", TINY, "--points", "1", "--time-limit", "3", "--out", "OUT"],
 }
 
 
@@ -194,7 +196,13 @@ def test_sigterm_half_way_through_an_output_leaves_nothing(tmp_path, inputs, com
         proc.kill()
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
-    assert list(work.iterdir()) == [], "a staging folder or temporary file was left behind"
+    left = list(work.rglob("*"))
+    assert not [p for p in left if p.name.endswith(".tmp")], \
+        "a staging folder or temporary file was left behind"
+    if command == "bench":     # resumable: finished cells stay, and the folders of the next
+        assert not [p for p in left if p.is_file()]              # (none finished here)
+    else:
+        assert left == []
 
 
 def test_sighup_is_handled_as_sigterm(tmp_path, inputs):
@@ -274,7 +282,7 @@ def test_json_output_is_json(tmp_path, inputs, command):
     assert code == 0, (out, err)
     data = json.loads(out)
     assert data
-    if command in ("plan", "replan", "replay"):
+    if command in ("plan", "replan", "replay", "pareto"):
         assert data == json.loads((tmp_path / "out" / "summary.json").read_text())
         prov = data["provenance"]
         assert {"milp", "highs", "pyomo", "python", "cores", "started", "wall_s",
@@ -346,9 +354,33 @@ def test_interchange_files_carry_no_float_noise(tmp_path):
 def test_json_stdout_stays_json_when_the_solver_talks(tmp_path):
     """highspy prints HiGHS's banner on descriptor 1 when the decomposition makes a model: it
     used to land in stdout, before the results."""
+    # any bound ends the solve (--abs-gap), so the time limit is only a guard against a hang
     r = subprocess.run([sys.executable, "-c", "from milp.cli import main; main()", "plan",
-                        str(TINY), "--engine", "decomposition", "--time-limit", "10", "--out",
-                        str(tmp_path / "o"), "--json"], capture_output=True, text=True)
+                        str(TINY), "--engine", "decomposition", "--abs-gap", "1e6",
+                        *HANG_GUARD, "--out", str(tmp_path / "o"), "--json"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["solver"]["engine"] == "decomposition"
     assert "Running HiGHS" not in r.stdout + r.stderr            # only with --verbose
+
+
+# ---- out of memory -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["milp.instance.load_instance", "milp.plan.save_schedule"])
+def test_out_of_memory_is_one_line_not_a_traceback(tmp_path, monkeypatch, where):
+    """A MemoryError (a huge instance on a small machine) used to end in a traceback; here it
+    comes while reading the instance, or while writing the output (its staging folder goes)."""
+    import importlib
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    module, name = where.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, exhausted)
+    for args in (["check", TINY], ["plan", TINY, "--policy", "static", "--out", tmp_path / "o"]):
+        if where.endswith("save_schedule") and args[0] == "check":
+            continue
+        code, out, err = run_main(*args)
+        assert code == 1 and "Traceback" not in err, err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith("error: out of memory: ")
+        assert err.splitlines()[-1] == errors[0] and list(tmp_path.iterdir()) == []

@@ -18,16 +18,12 @@ from milp.engine.index import build_index
 from milp.engine.solve import SolveOptions, choose_engine, plan_milp, seeds_of
 from milp.evaluate import evaluate
 from milp.instance import load_instance
-from tests.conftest import TINY
+from tests.conftest import COUNTED, TINY
 from tests.test_physics import load_case, small_instances
 
-#: Counts, not seconds, bound the work; the time limit only guards against a hang.
-LIMITED = dict(time_limit_s=600, max_rounds=60, node_limit=200, search_moves=20, max_dives=1,
-               threads=1)
-
-
 def decompose(inst, **kw):
-    return plan_milp(inst, SolveOptions(engine="decomposition", **{**LIMITED, **kw}))
+    """The decomposition, its work bounded by counts (:data:`tests.conftest.COUNTED`)."""
+    return plan_milp(inst, SolveOptions(engine="decomposition", **{**COUNTED, **kw}))
 
 
 def test_auto_chooses_compact_for_small_and_decomposition_for_larger():

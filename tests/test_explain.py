@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import write_instance
+from tests.conftest import HANG_GUARD, write_instance
 
 CLI = [sys.executable, "-c", "from milp.cli import main; main()"]
 
@@ -33,7 +33,7 @@ def crowded(tmp_path, far_sun: list[float], links, gb: float = 200):
 ])
 def test_plan_names_the_binding_reason(tmp_path, sun, links, reason):
     d = crowded(tmp_path, sun, links)
-    r = subprocess.run([*CLI, "plan", str(d), "--policy", "milp", "--time-limit", "20",
+    r = subprocess.run([*CLI, "plan", str(d), "--policy", "milp", *HANG_GUARD,
                         "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.splitlines()
@@ -51,6 +51,6 @@ def test_plan_names_the_binding_reason(tmp_path, sun, links, reason):
 def test_a_fast_link_makes_it_feasible(tmp_path):
     """Control: the same day with a 100 Gbps link and a long window has a plan."""
     d = crowded(tmp_path, [5] * 16, [("home", "far", 100)], gb=5)
-    r = subprocess.run([*CLI, "plan", str(d), "--policy", "milp", "--time-limit", "20",
+    r = subprocess.run([*CLI, "plan", str(d), "--policy", "milp", *HANG_GUARD,
                         "--out", str(tmp_path / "o"), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

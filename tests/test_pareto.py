@@ -15,7 +15,9 @@ from milp.instance import load_instance
 from tests.conftest import run_cli, write_instance
 from tests.test_tradeoff import dark_then_sun
 
-QUICK = SolveOptions(time_limit_s=600, threads=1, engine="compact", gap=0, abs_gap=0)
+#: To the optimum, bounded by a node count; 600 s only guards against a hang.
+QUICK = SolveOptions(time_limit_s=600, threads=1, engine="compact", gap=0, abs_gap=0,
+                     node_limit=500)
 
 
 def test_ascending_bounds():

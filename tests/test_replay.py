@@ -16,7 +16,7 @@ from milp.instance import load_instance
 from milp.plan import JobPlan, Migration, Plan, Run
 from milp.replay import Faults, job_table, reality, replay
 from milp.state import State, JobState, load_state, remainder, replan
-from tests.conftest import TINY, run_cli, write_instance
+from tests.conftest import COUNTED, TINY, run_cli, write_instance
 
 H = 3600.0
 
@@ -117,7 +117,7 @@ def test_replan_after_the_outage_recovers(tmp_path, policy):
     inst = outage_instance(tmp_path)
     plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
     r = replay(inst, plan, Faults(outages=((0, 70 * 60.0),)), replan=policy,
-               options={"time_limit_s": 10})
+               options=COUNTED)
     assert r.actual.valid and r.actual.unfinished_jobs == 0 and r.actual.deadline_misses == 0
     assert r.actual.lost_work_h == pytest.approx(10 / 60)
     steps = r.executed.jobs[0].steps
@@ -336,7 +336,7 @@ def test_an_outage_at_time_zero_is_handled(tmp_path):
     inst = outage_instance(tmp_path)
     plan = hand_plan(inst, ("j", (Run("a", 0.0, 2 * H),)))
     r = replay(inst, plan, Faults(outages=((0, 0.0),)), replan="milp",
-               options={"time_limit_s": 10})
+               options=COUNTED)
     assert any("re-plan with milp (outage at a)" in e["event"] for e in r.events)
     assert r.first_state.at_s == 0 and r.first_state.down_sites == {0}
     assert r.actual.unfinished_jobs == 0 and r.actual.lost_work_h == 0

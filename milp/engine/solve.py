@@ -2,10 +2,12 @@
 
 :func:`plan_milp` runs, within ``time_limit_s`` of wall-clock time from its call:
 
-1. **Seeds.** The greedy plans ``feasibility-aware``, ``wait-awhile`` and ``static`` are
-   scored by the evaluator; the valid ones that meet every deadline are the seeds, the best the
-   incumbent (the planners share the slot rules of :mod:`milp.physics`, so each is a point of
-   every engine's model).
+1. **Seeds.** The greedy plans ``static``, ``wait-awhile`` and ``feasibility-aware`` are made
+   in this order, cheapest first, and scored by the evaluator; the valid ones that meet every
+   deadline are the seeds, the best the incumbent (the planners share the slot rules of
+   :mod:`milp.physics`, so each is a point of every engine's model). Once the time limit has
+   passed, the seeds not yet made are skipped (``seeds_skipped``; ``static`` is always made)
+   and the engine does not run: the plan is the best seed made, status ``time_limit``.
 2. **The engine** (``engine``; ``auto``: ``compact`` up to ``compact_max_triples`` (job,
    site, slot) triples, else ``decomposition``). ``compact``: the whole MILP of
    :mod:`milp.engine.compact`, warm-started from the incumbent, capped at its grid energy,
@@ -23,7 +25,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +43,9 @@ from milp.physics import Solution
 from milp.plan import Migration, Plan
 from milp.policies import POLICIES
 
+#: The greedy seeds in order of preference on a tie; they are made in the reverse order,
+#: cheapest first (at the size policy's corners ``milp plan`` takes 11–15 s with ``static``,
+#: 48–200 s with ``feasibility-aware``: README.md), so that a time limit cuts the dearest.
 SEED_POLICIES = ("feasibility-aware", "wait-awhile", "static")
 
 
@@ -114,6 +119,8 @@ class SolverFacts:
     columns: int | None = None        #: decomposition: schedules in the pool
     phase_s: dict | None = None       #: decomposition: seconds per phase
     wall_s: float | None = None       #: from the call (or ``started``) to the answer
+    #: greedy seeds not made because the time limit had passed (:func:`seeds_within`)
+    seeds_skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,10 +138,33 @@ def seeds_of(inst: Instance, goal: physics.Goal | None = None,
              extra: tuple[Plan, ...] = ()) -> list[tuple[str, Plan, float]]:
     """The greedy plans (and ``extra`` plans) that are valid, meet every deadline and fit the
     goal's bound, best first by the goal's objective: (policy, plan, grid kWh)."""
-    goal = goal or physics.Goal.of(inst)
+    return seeds_within(inst, goal, extra)[0]
+
+
+def seeds_within(inst: Instance, goal: physics.Goal | None = None,
+                 extra: tuple[Plan, ...] = (), deadline: float | None = None
+                 ) -> tuple[list[tuple[str, Plan, float]], list[str]]:
+    """:func:`seeds_of`, making the greedy plans cheapest first and skipping those not yet made
+    once :func:`time.perf_counter` has passed ``deadline`` (the first is always made): the
+    seeds, and the names of the greedy plans skipped."""
+    made: dict[str, Plan] = {}
+    skipped = []
+    for name in reversed(SEED_POLICIES):                  # cheapest first
+        if made and deadline is not None and time.perf_counter() >= deadline:
+            skipped.append(name)
+        else:
+            made[name] = POLICIES[name](inst, None)
+    plans = [(n, made[n]) for n in SEED_POLICIES if n in made]     # ties: by preference
+    return _valid_seeds(inst, goal or physics.Goal.of(inst),
+                        [*plans, *((p.policy, p) for p in extra)]), skipped
+
+
+def _valid_seeds(inst: Instance, goal: physics.Goal, plans: list[tuple[str, Plan]]
+                 ) -> list[tuple[str, Plan, float]]:
+    """Those of ``plans`` (name, plan) that are valid, meet every deadline and fit the goal's
+    bound, best first by the goal's objective (a stable sort): (name, plan, grid kWh)."""
     out = []
-    for name, plan in [*((n, POLICIES[n](inst, None)) for n in SEED_POLICIES),
-                       *((p.policy, p) for p in extra)]:
+    for name, plan in plans:
         e = evaluate(inst, plan)
         sol = physics.solution_from_plan(inst, plan)
         if e.valid and e.deadline_misses == 0 and e.migrations_outside_domain == 0 and \
@@ -186,20 +216,15 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         raise ValueError("a mean-JCT bound needs every job to finish: not with elastic")
     goal = physics.Goal.of(inst, opt.objective, bound_h)
     t0 = time.perf_counter()
-    seeds = seeds_of(inst, goal, opt.seed_plans) if opt.warm_start else []
+    seeds, skipped = seeds_within(inst, goal, opt.seed_plans, deadline) \
+        if opt.warm_start else ([], [])
     seed = seeds[0] if seeds else None
     seed_s = time.perf_counter() - t0
     report = _reporter(opt, started)
     report("seeds", incumbent=goal.cost(inst, physics.solution_from_plan(
         inst, seed[1]))[0] if seed else None)
-    engine = choose_engine(inst, opt)
     incumbent = physics.solution_from_plan(inst, seed[1]) if seed else None
-    if engine == "decomposition":
-        run = _solve_decomposition(inst, opt, [physics.solution_from_plan(inst, s[1])
-                                               for s in seeds], deadline, report, goal)
-    else:
-        report("compact")
-        run = _solve_compact(inst, opt, incumbent, deadline, goal)
+    engine, run = _run_engine(inst, opt, seeds, incumbent, deadline, report, goal)
     facts = SolverFacts(
         engine=engine, status=run.status, objective=None, bound=run.bound, gap=None,
         seed_s=seed_s, build_s=run.build_s, solve_s=run.solve_s, grid_energy_kwh=None,
@@ -207,7 +232,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         seed_policy=seed[0] if seed else None, seed_grid_energy_kwh=seed[2] if seed else None,
         warm_start_accepted=run.warm_start_accepted, improved=None, elastic=opt.elastic,
         bound_source=run.bound_source, converged=run.converged, iterations=run.iterations,
-        columns=run.columns, phase_s=run.phase_s)
+        columns=run.columns, phase_s=run.phase_s, seeds_skipped=skipped)
     unfinished = (run.unfinished or {}) if opt.elastic else {}
     if run.solution is not None and goal.allows(inst, run.solution) and (
             incumbent is None or opt.elastic
@@ -234,6 +259,23 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
     facts.wall_s = time.perf_counter() - started
     report("done", incumbent=facts.objective, bound=facts.bound)
     return plan, facts
+
+
+def _run_engine(inst: Instance, opt: SolveOptions, seeds: list[tuple[str, Plan, float]],
+                incumbent: Solution | None, deadline: float, report: Callable[..., None],
+                goal: physics.Goal) -> tuple[str, _Result]:
+    """The engine's name and its result, from the seeds (best first; ``incumbent``: the first
+    as a solution); engine ``none`` and status ``time_limit`` when the seeds have used the time
+    up (``time_limit_no_plan`` without a seed)."""
+    if time.perf_counter() >= deadline:
+        return "none", _Result(status="time_limit" if seeds else "time_limit_no_plan")
+    engine = choose_engine(inst, opt)
+    if engine == "decomposition":
+        return engine, _solve_decomposition(
+            inst, opt, [physics.solution_from_plan(inst, s[1]) for s in seeds], deadline,
+            report, goal)
+    report("compact")
+    return engine, _solve_compact(inst, opt, incumbent, deadline, goal)
 
 
 def _reporter(opt: SolveOptions, started: float) -> Callable[..., None]:
@@ -387,6 +429,8 @@ def _status(tc: TerminationCondition, has_solution: bool) -> str:
         return "optimal"
     if tc == TerminationCondition.maxTimeLimit:
         return "time_limit" if has_solution else "time_limit_no_plan"
+    if tc == TerminationCondition.maxIterations:      # HiGHS's node limit (``node_limit``)
+        return "stopped" if has_solution else "stopped_no_plan"
     if tc == TerminationCondition.infeasible:
         return "infeasible"
     return str(tc.name) if has_solution else f"{tc.name}_no_plan"
