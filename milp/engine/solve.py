@@ -116,6 +116,7 @@ class SolverFacts:
     bound_source: str | None = None   #: "highs" (compact) or "lagrangian" (decomposition)
     converged: bool | None = None     #: decomposition: no schedule priced out at the end
     iterations: int | None = None     #: decomposition: column-generation rounds
+    sweeps: int | None = None         #: decomposition: best-response sweeps of the search
     columns: int | None = None        #: decomposition: schedules in the pool
     phase_s: dict | None = None       #: decomposition: seconds per phase
     wall_s: float | None = None       #: from the call (or ``started``) to the answer
@@ -232,7 +233,7 @@ def plan_milp(inst: Instance, options: SolveOptions | None = None) -> tuple[Plan
         seed_policy=seed[0] if seed else None, seed_grid_energy_kwh=seed[2] if seed else None,
         warm_start_accepted=run.warm_start_accepted, improved=None, elastic=opt.elastic,
         bound_source=run.bound_source, converged=run.converged, iterations=run.iterations,
-        columns=run.columns, phase_s=run.phase_s, seeds_skipped=skipped)
+        sweeps=run.sweeps, columns=run.columns, phase_s=run.phase_s, seeds_skipped=skipped)
     unfinished = (run.unfinished or {}) if opt.elastic else {}
     if run.solution is not None and goal.allows(inst, run.solution) and (
             incumbent is None or opt.elastic
@@ -319,6 +320,7 @@ class _Result:
     bound_source: str | None = None
     converged: bool | None = None
     iterations: int | None = None
+    sweeps: int | None = None
     columns: int | None = None
     phase_s: dict | None = None
 
@@ -332,7 +334,8 @@ def _solve_decomposition(inst: Instance, opt: SolveOptions, seeds: list[Solution
     out = _Result(solution=res.solution, bound=f.bound, build_s=f.setup_s,
                   solve_s=f.lp_s + f.pricing_s + f.mip_s + f.dive_s + f.search_s,
                   unfinished=res.unfinished, bound_source=f.bound_source,
-                  converged=f.converged, iterations=f.iterations, columns=f.columns,
+                  converged=f.converged, iterations=f.iterations, sweeps=f.sweeps,
+                  columns=f.columns,
                   phase_s={"setup": round(f.setup_s, 3), "lp": round(f.lp_s, 3),
                            "pricing": round(f.pricing_s, 3), "mip": round(f.mip_s, 3),
                            "search": round(f.search_s, 3), "dives": round(f.dive_s, 3)})

@@ -46,6 +46,7 @@ class Facts:
     """What the decomposition did (times in seconds)."""
 
     iterations: int = 0
+    sweeps: int = 0                         #: best-response sweeps of the search
     columns: int = 0
     cuts: int = 0
     converged: bool = False
@@ -130,7 +131,6 @@ class _Run:
         self.best = None
         self.infeasible: list[int] = []
         self.rng = np.random.default_rng(opt.seed)
-        self.sweeps = 0                     #: best-response sweeps so far
 
     def note(self, **kw) -> None:
         """Record a step in the facts' history and report it as progress."""
@@ -377,8 +377,8 @@ class _Run:
         found = []
         tries = 0
         while time.perf_counter() < until and (opt.max_sweeps is None
-                                               or self.sweeps < opt.max_sweeps):
-            self.sweeps += 1
+                                               or self.facts.sweeps < opt.max_sweeps):
+            self.facts.sweeps += 1
             changed = sweep(inst, self.spaces, load, opt.elastic, until,
                             max_sites=opt.pricing_sites)
             found += changed

@@ -181,6 +181,12 @@ def _link_room(inst: Instance, load: Load, sp: JobSpace, a: int, b: int, sa: int
     return True
 
 
+#: A best response replaces a job's schedule only when it is cheaper by this share of the
+#: job's marginal cost (at least 1e-9 kWh): with huge coefficients (compute_kw up to 1e12)
+#: rounding alone made "improvements" that cycled, sweep after sweep, until the time limit.
+IMPROVES = 1e-9
+
+
 def sweep(inst: Instance, spaces: list[JobSpace], load: Load, elastic: bool, until: float,
           order: list[int] | None = None, max_sites: int | None = None) -> list[Column]:
     """One pass of best responses (most grid-exposed jobs first unless ``order``); the plan
@@ -194,7 +200,8 @@ def sweep(inst: Instance, spaces: list[JobSpace], load: Load, elastic: bool, unt
         path = best_response(inst, spaces[j], load, elastic, max_sites)
         if path is None or not path.exact:
             continue
-        if path.cost < load.marginal(j) - 1e-9:
+        marginal = load.marginal(j)
+        if path.cost < marginal - IMPROVES * max(1.0, abs(marginal)):
             col = column_of(inst, j, path.x, path.moves, path.unfinished * inst.slot_h)
             load.replace(col)
             changed.append(col)
