@@ -119,9 +119,10 @@ def timing_markdown(timing: pd.DataFrame, args: argparse.Namespace, n_days: int,
         f"days of 2018 (one every {max(1, WEEKS // args.weeks)} week(s) from {FIRST}, the first in its week that the CAISO report has, 5 sites "
         f"× 8 GPUs, 60 jobs), the MILP at {args.time_limit:g} s with one thread per cell; "
         f"{n_days * len(ALL_POLICIES)} cells per run, every one computed.", "",
-        f"Measured on {platform.machine()} with {os.cpu_count()} cores, **shared with another "
-        "engineer's benchmarks while it ran (a loaded machine)**: the wall times and their "
-        "ratio are what this machine gave then, not a property of the code.", "",
+        f"Measured on {platform.machine()} with {os.cpu_count()} cores; `load_before` and "
+        "`load_after` are the machine's 1-minute load average around each run (a run's own "
+        "processes count in `load_after`; a `load_before` well above 0 means other work was "
+        "running): the wall times and their ratio are what this machine gave then.", "",
         timing.to_markdown(index=False), "",
         f"Speed-up with {args.workers} workers: **{serial / parallel:.2f}×** "
         f"({serial:.0f} s against {parallel:.0f} s).", "",
@@ -148,9 +149,11 @@ def main() -> None:
     cluster = sweep.where(workers=args.workers)
     rows = []
     for name, where in (("serial", sweep.Where()), (f"workers-{args.workers}", cluster)):
+        load_before = os.getloadavg()[0]
         wall, table = timed_run(days, args.out / name, where, args.time_limit)
         rows.append({"run": name, "where": where.describe(), "cells": len(table),
-                     "wall_s": round(wall, 1)})
+                     "wall_s": round(wall, 1), "load_before": round(load_before, 2),
+                     "load_after": round(os.getloadavg()[0], 2)})
         print(f"{name}: {len(table)} cells in {wall:.1f} s", flush=True)
     timing = pd.DataFrame(rows)
     timing["ratio_to_serial"] = (timing.wall_s.iloc[0] / timing.wall_s).round(2)
