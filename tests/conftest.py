@@ -128,3 +128,16 @@ def slurm(tmp_path_factory):
         pytest.skip(f"Slurm not available: {e}")
     yield cluster
     cluster.stop()
+
+
+def branching_day(tmp_path: Path) -> Path:
+    """Three sites with staggered windows, six jobs of classes A/B/C due at 4 h (16 slots): a
+    day the compact engine solves to optimality in about a second, branching."""
+    return write_instance(
+        tmp_path / "inst", sites={"a": 2, "b": 1, "c": 1},
+        renewable={"a": [0, 0, 1, 2, 2, 1, 0, 0] * 2, "b": [1, 2, 2, 1, 0, 0, 0, 0] * 2,
+                   "c": [0, 0, 0, 0, 1, 2, 2, 1] * 2},
+        links=[(x, y, 10) for x in "abc" for y in "abc" if x != y],
+        jobs=[{"job": f"j{k}", "origin": "abc"[k % 3], "release_h": k * 0.25,
+               "work_h": 0.5 + 0.25 * (k % 3), "checkpoint_gb": [5, 40, 150][k % 3],
+               "deadline_h": 4} for k in range(6)])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import COUNTED, ROOT, run_cli, write_instance
+from tests.conftest import COUNTED, ROOT, branching_day, run_cli
 
 
 @pytest.mark.parametrize("policy", ["static", "wait-awhile", "energy-only", "feasibility-aware"])
@@ -27,15 +27,7 @@ def test_milp_plans_are_byte_identical(tmp_path):
     import milp
     from milp.instance import load_instance
 
-    d = write_instance(
-        tmp_path / "inst", sites={"a": 2, "b": 1, "c": 1},
-        renewable={"a": [0, 0, 1, 2, 2, 1, 0, 0] * 2, "b": [1, 2, 2, 1, 0, 0, 0, 0] * 2,
-                   "c": [0, 0, 0, 0, 1, 2, 2, 1] * 2},
-        links=[(x, y, 10) for x in "abc" for y in "abc" if x != y],
-        jobs=[{"job": f"j{k}", "origin": "abc"[k % 3], "release_h": k * 0.25,
-               "work_h": 0.5 + 0.25 * (k % 3), "checkpoint_gb": [5, 40, 150][k % 3],
-               "deadline_h": 4} for k in range(6)])
-    inst = load_instance(d)
+    inst = load_instance(branching_day(tmp_path))
     for run in ("a", "b"):
         outcome = milp.plan(inst, "milp", seed=3, **COUNTED)
         outcome.plan.save(tmp_path / run / "plan.json")

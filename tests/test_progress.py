@@ -16,7 +16,7 @@ import pytest
 
 from milp.progress import (PYOMO_HIGHS, LogProgress, ProgressLine, Throttle, describe,
                            highs_event, highs_log)
-from tests.conftest import TINY, write_instance
+from tests.conftest import TINY, branching_day
 
 CLI = [sys.executable, "-c", "from milp.cli import main; main()"]
 
@@ -146,14 +146,7 @@ def test_highs_log_turns_lines_into_events_and_restores_the_logger(caplog):
 
 def small(tmp_path):
     """A day the compact engine solves to optimality in about a second, branching."""
-    return write_instance(
-        tmp_path / "inst", sites={"a": 2, "b": 1, "c": 1},
-        renewable={"a": [0, 0, 1, 2, 2, 1, 0, 0] * 2, "b": [1, 2, 2, 1, 0, 0, 0, 0] * 2,
-                   "c": [0, 0, 0, 0, 1, 2, 2, 1] * 2},
-        links=[(x, y, 10) for x in "abc" for y in "abc" if x != y],
-        jobs=[{"job": f"j{k}", "origin": "abc"[k % 3], "release_h": k * 0.25,
-               "work_h": 0.5 + 0.25 * (k % 3), "checkpoint_gb": [5, 40, 150][k % 3],
-               "deadline_h": 4} for k in range(6)])
+    return branching_day(tmp_path)
 
 
 def test_the_compact_engines_progress_comes_from_highs(tmp_path):
