@@ -17,9 +17,8 @@ found() {
     return 1
 }
 
-lastline() {  # the log's last line, whitespace squeezed
-    tail -n 1 "$log" 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'
-}
+# shellcheck source=.ci/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 cannot() {
     echo "install-chromium: cannot install Chromium here: $*" >&2
@@ -35,14 +34,6 @@ fi
 command -v apt-get >/dev/null 2>&1 || cannot "no apt-get"
 
 start=$SECONDS
-: >"$log"
-if ! apt-get update -qq -o DPkg::Lock::Timeout=300 >>"$log" 2>&1; then
-    cannot "apt-get update failed: $(lastline) (log: $log)"
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        -o DPkg::Lock::Timeout=300 \
-        "${packages[@]}" >>"$log" 2>&1; then
-    cannot "apt-get install ${packages[*]} failed: $(lastline) (log: $log)"
-fi
+apt_install "${packages[@]}"
 b=$(found) || cannot "installed ${packages[*]} but no chromium is on PATH (log: $log)"
 echo "install-chromium: installed $("$b" --version 2>/dev/null) in $((SECONDS - start)) s (log: $log)"

@@ -23,9 +23,8 @@ missing() {
     return 1
 }
 
-lastline() {  # the log's last line, whitespace squeezed
-    tail -n 1 "$log" 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//'
-}
+# shellcheck source=.ci/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 cannot() {
     echo "install-slurm: cannot install Slurm here: $*" >&2
@@ -41,15 +40,7 @@ fi
 command -v apt-get >/dev/null 2>&1 || cannot "no apt-get (missing: $(missing))"
 
 start=$SECONDS
-: >"$log"
-if ! apt-get update -qq -o DPkg::Lock::Timeout=300 >>"$log" 2>&1; then
-    cannot "apt-get update failed: $(lastline) (log: $log)"
-fi
-if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        -o DPkg::Lock::Timeout=300 \
-        "${packages[@]}" >>"$log" 2>&1; then
-    cannot "apt-get install ${packages[*]} failed: $(lastline) (log: $log)"
-fi
+apt_install "${packages[@]}"
 if m=$(missing); then
     cannot "installed ${packages[*]} but $m is still not on PATH (log: $log)"
 fi
